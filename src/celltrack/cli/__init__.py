@@ -1,0 +1,1 @@
+"""The ``celltrack`` command line: one module per command, all parsing and no logic."""

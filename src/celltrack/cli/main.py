@@ -1,0 +1,45 @@
+"""Entry point: ``celltrack COMMAND ...``; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from celltrack.cli.common import run_command, version_string
+
+#: Command name -> module under celltrack.cli. Each module has ``register(subparsers)`` and ``run(args)``.
+COMMANDS: dict[str, str] = {
+    "info": "info",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="celltrack",
+        description="Segment and track fluorescent cell nuclei in time-lapse movies (CTC format).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  celltrack demo --out celltrack-demo\n\n"
+        "Run 'celltrack COMMAND --help' for a command.",
+    )
+    parser.add_argument("--version", action="version", version=version_string())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for _name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"celltrack.cli.{module_name}")
+        sub = module.register(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return run_command(args._run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -88,3 +88,13 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
 
 def version_string() -> str:
     return f"celltrack {__version__}"
+
+
+def progress_for(args: argparse.Namespace) -> Callable[[Iterable[T], int, str], Iterable[T]]:
+    """A ``progress(iterable, total, description)`` reporter honouring ``-q``."""
+    quiet = getattr(args, "quiet", False)
+
+    def report(iterable: Iterable[T], total: int, desc: str) -> Iterable[T]:
+        return progress(iterable, total=total, desc=desc, quiet=quiet)
+
+    return report

@@ -11,7 +11,10 @@ from celltrack.cli.common import run_command, version_string
 
 #: Command name -> module under celltrack.cli. Each module has ``register(subparsers)`` and ``run(args)``.
 COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "synth": "synth",
     "info": "info",
+    "evaluate": "evaluate",
 }
 
 

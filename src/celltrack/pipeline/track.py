@@ -1,0 +1,225 @@
+"""The staged tracking pipeline: frames → label images → detections → track graph → CTC results.
+
+Each stage is a pure component (segmenter, linker); this module only moves data between
+them and the file system, frame by frame so that memory stays bounded on long movies.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+import tifffile
+from pydantic import BaseModel, ConfigDict, Field
+
+from celltrack.graph import TrackGraph, measure_detections
+from celltrack.io import (
+    ImageSequence,
+    atomic_output_dir,
+    frame_name,
+    open_sequence,
+    write_table,
+)
+from celltrack.io.ctc import format_track_table, render_result_masks
+from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
+from celltrack.link.hungarian import HungarianConfig, HungarianLinker
+from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Progress = Callable[[Iterable[T], int, str], Iterable[T]]
+
+
+def no_progress(iterable: Iterable[T], total: int, desc: str) -> Iterable[T]:
+    """The default progress reporter: none."""
+    return iterable
+
+
+class SegmentationConfig(BaseModel):
+    """Which segmenter runs when no detections are given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["classic"] = Field("classic", description="Segmentation method.")
+    classic: ClassicConfig = Field(default_factory=ClassicConfig)
+
+
+class TrackingConfig(BaseModel):
+    """The whole pipeline's configuration (what ``--config FILE.toml`` sets)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    linker: HungarianConfig = Field(default_factory=HungarianConfig)
+    marker_radius: float = Field(3.0, gt=0, description="Disc radius (px) for positions without a mask.")
+
+
+@dataclass
+class TrackingResult:
+    """What a pipeline run produced."""
+
+    graph: TrackGraph
+    out_dir: Path
+    n_frames: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        tracks = self.graph.tracks().tracks
+        return {
+            "frames": self.n_frames,
+            "detections": len(self.graph),
+            "tracks": len(tracks),
+            "divisions": len(self.graph.divisions()),
+        }
+
+
+def _label_frames(
+    images: ImageSequence,
+    detections_source: ImageSequence | None,
+    segment: Callable[[np.ndarray], np.ndarray],
+    store: Path,
+    progress: Progress,
+) -> pd.DataFrame:
+    """Segment (or read) every frame, keep its labels in ``store``, and measure its detections."""
+    tables = []
+    n = len(images)
+    for t in progress(range(n), n, "segment" if detections_source is None else "read detections"):
+        image = images[t]
+        if detections_source is None:
+            labels = segment(image)
+        else:
+            labels = detections_source[t]
+            if labels.dtype.kind not in "ui":
+                raise ValueError(
+                    f"{detections_source.paths[t] if detections_source.paths else detections_source.source}: "
+                    f"detections must be integer label images, got {labels.dtype}"
+                )
+        labels = labels.astype(np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
+        tifffile.imwrite(store / frame_name("labels", t, n), labels)
+        tables.append(measure_detections(labels, t, image))
+    return (
+        pd.concat(tables, ignore_index=True) if tables else measure_detections(np.zeros((1, 1), np.uint16), 0)
+    )
+
+
+def check_detections_match(images: ImageSequence, detections: ImageSequence) -> None:
+    """Detections must have one label image per frame, of the frame's size."""
+    if len(detections) != len(images):
+        raise ValueError(
+            f"{detections.source}: {len(detections)} detection frames for {len(images)} image frames in "
+            f"{images.source}; pass the detections of this movie"
+        )
+    if detections.frame_shape != images.frame_shape:
+        raise ValueError(
+            f"{detections.source}: detection frames are {detections.frame_shape}, images are "
+            f"{images.frame_shape}; pass the detections of this movie"
+        )
+
+
+def run_tracking(
+    images: ImageSequence | str | Path,
+    out_dir: str | Path,
+    config: TrackingConfig | None = None,
+    detections: ImageSequence | str | Path | None = None,
+    overwrite: bool = False,
+    progress: Progress = no_progress,
+    command: str = "track",
+) -> TrackingResult:
+    """Segment (or take given detections), link and write a CTC result folder.
+
+    Parameters
+    ----------
+    images : ImageSequence or path
+        The raw movie.
+    out_dir : str or pathlib.Path
+        Result folder: ``maskTTT.tif`` + ``res_track.txt`` (CTC), ``tracks.csv`` (one row per
+        detection with ``track_id`` and ``parent_track_id``) and ``celltrack.json`` (provenance).
+    config : TrackingConfig, optional
+    detections : ImageSequence or path, optional
+        Label images to link instead of segmenting (``maskTTT.tif`` or ``man_trackTTT.tif``).
+    overwrite : bool
+        Replace an existing ``out_dir``.
+    progress : callable
+        ``progress(iterable, total, description)`` wrapper for per-frame loops.
+
+    Returns
+    -------
+    TrackingResult
+    """
+    config = config or TrackingConfig()
+    images = images if isinstance(images, ImageSequence) else open_sequence(images)
+    if isinstance(detections, str | Path):
+        detections = open_sequence(detections)
+    if detections is not None:
+        check_detections_match(images, detections)
+    timer = StageTimer()
+    segmenter = ClassicSegmenter(config.segmentation.classic)
+    with atomic_output_dir(out_dir, overwrite) as tmp:
+        store = tmp / ".labels"
+        store.mkdir()
+        with timer.stage("segmentation" if detections is None else "detections"):
+            table = _label_frames(images, detections, segmenter.segment, store, progress)
+        with timer.stage("linking"):
+            graph = HungarianLinker(config.linker).link(table)
+        with timer.stage("writing"):
+            n = len(images)
+
+            def labels_of(t: int) -> np.ndarray:
+                return tifffile.imread(store / frame_name("labels", t, n))
+
+            frames = render_result_masks(graph, images.frame_shape, n, labels_of, config.marker_radius)
+            for t, mask in progress(frames, n, "write"):
+                tifffile.imwrite(tmp / frame_name("mask", t, n), mask, compression="zlib")
+            (tmp / "res_track.txt").write_text(format_track_table(graph.tracks().tracks), encoding="utf-8")
+            shutil.rmtree(store)
+            write_table(graph.to_table(), tmp / "tracks.csv")
+        inputs: dict[str, Any] = {"images": sequence_fingerprint(images)}
+        if detections is not None:
+            inputs["detections"] = sequence_fingerprint(detections)
+        result = TrackingResult(graph, Path(out_dir), len(images), dict(timer.seconds))
+        record = run_record(
+            command,
+            config.model_dump(mode="json"),
+            inputs,
+            timer.seconds,
+            extra={"summary": result.summary()},
+        )
+        (tmp / RECORD_NAME).write_bytes(dumps_record(record))
+    logger.debug("tracked %s: %s", images.source, result.summary())
+    return result
+
+
+def load_config(path: str | Path | None, overrides: Sequence[tuple[str, Any]] = ()) -> TrackingConfig:
+    """Read a TOML pipeline configuration; unknown keys and wrong types are errors naming the file."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: config file not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid TOML ({err})") from err
+    for dotted, value in overrides:
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return TrackingConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{path or 'config'}: {where}: {first['msg']}") from err

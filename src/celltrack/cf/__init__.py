@@ -1,0 +1,36 @@
+"""Batched hierarchical correlation filters (train, detect, update, PSR) in pure torch."""
+
+from celltrack.cf.filters import (
+    CFConfig,
+    CFDetection,
+    FilterBank,
+    correlation_responses,
+    default_device,
+    detect_displacements,
+    gaussian_target,
+    locate_peaks,
+    peak_to_sidelobe,
+    sample_circular,
+    signed_index,
+    train_filters,
+)
+from celltrack.cf.windows import as_centres, hann_window, taper_window, window_origins
+
+__all__ = [
+    "CFConfig",
+    "CFDetection",
+    "FilterBank",
+    "as_centres",
+    "correlation_responses",
+    "default_device",
+    "detect_displacements",
+    "gaussian_target",
+    "hann_window",
+    "locate_peaks",
+    "peak_to_sidelobe",
+    "sample_circular",
+    "signed_index",
+    "taper_window",
+    "train_filters",
+    "window_origins",
+]

@@ -42,7 +42,8 @@ def as_centres(
             dtype=torch.float64, device=device if device is not None else centres.device
         )
     else:
-        array = np.asarray(centres, dtype=np.float64)
+        # A copy: torch refuses read-only arrays (e.g. views of pandas columns) with a warning.
+        array = np.array(centres, dtype=np.float64)
         if array.size == 0:
             array = array.reshape(0, 2)
         tensor = torch.as_tensor(array, device=device)

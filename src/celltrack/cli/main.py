@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "synth": "synth",
     "info": "info",
     "evaluate": "evaluate",
+    "cf-track": "cf_track",
 }
 
 

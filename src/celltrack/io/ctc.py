@@ -203,14 +203,35 @@ def frame_name(prefix: str, t: int, n_frames: int) -> str:
 
 
 def paint_markers(
-    shape: tuple[int, int], ys: np.ndarray, xs: np.ndarray, values: np.ndarray, radius: float
+    shape: tuple[int, int], ys: np.ndarray, xs: np.ndarray, values: np.ndarray, radius: float | np.ndarray
 ) -> np.ndarray:
-    """Discs of ``radius`` at (y, x) with the given label values; later discs overwrite earlier ones.
+    """Discs at (y, x) with the given label values; later discs overwrite earlier ones.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(Y, X)`` of the output.
+    ys, xs, values : numpy.ndarray, shape (N,)
+        Disc centres and labels.
+    radius : float or numpy.ndarray, shape (N,)
+        Disc radius (px), one for all or one per disc.
 
     Returns
     -------
     numpy.ndarray, shape ``shape``, uint32
     """
+    radii = np.broadcast_to(np.asarray(radius, float), np.shape(ys))
+    if radii.size and not np.all(radii == radii.flat[0]):
+        out = np.zeros(shape, np.uint32)
+        # Large discs first so that a small neighbour drawn later is not swallowed whole.
+        for r in np.unique(radii)[::-1]:
+            one = radii == r
+            ys_r, xs_r, values_r = np.asarray(ys)[one], np.asarray(xs)[one], np.asarray(values)[one]
+            painted = paint_markers(shape, ys_r, xs_r, values_r, r)
+            out = np.where(painted > 0, painted, out)
+        # Every disc keeps at least its centre pixel, so overlapping discs never hide a track.
+        return _stamp_centres(out, ys, xs, values)
+    radius = float(radii.flat[0]) if radii.size else 1.0
     out = np.zeros(shape, np.uint32)
     r = int(np.ceil(radius))
     dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
@@ -221,6 +242,14 @@ def paint_markers(
     val = np.broadcast_to(np.asarray(values, np.uint32)[:, None], cy.shape)
     ok = (cy >= 0) & (cy < shape[0]) & (cx >= 0) & (cx < shape[1])
     out[cy[ok], cx[ok]] = val[ok]
+    return _stamp_centres(out, ys, xs, values)
+
+
+def _stamp_centres(out: np.ndarray, ys: np.ndarray, xs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Write each disc's centre pixel last (clipped into the frame) so that every disc stays visible."""
+    cy = np.clip(np.rint(np.asarray(ys, float)).astype(np.int64), 0, out.shape[0] - 1)
+    cx = np.clip(np.rint(np.asarray(xs, float)).astype(np.int64), 0, out.shape[1] - 1)
+    out[cy, cx] = np.asarray(values, out.dtype)
     return out
 
 
@@ -234,8 +263,10 @@ def render_result_masks(
     """Yield ``(t, mask)`` CTC result masks in which every pixel carries its track id.
 
     Nodes with ``label > 0`` take their object from ``label_source(t)``; nodes with
-    ``label == 0`` (no segmented object: a tracker-only position or a gap) get a disc
-    marker of ``marker_radius`` at their centroid.
+    ``label == 0`` (no segmented object: a tracker-only position or a gap) get a disc at
+    their centroid, of the node's ``area`` when it is positive, else of ``marker_radius``.
+    Discs are drawn under objects, but each disc's centre pixel is written last, so every
+    track stays visible in every frame it spans.
     """
     assignment = graph.tracks()
     nodes = graph.nodes.assign(track_id=assignment.node_track)
@@ -259,14 +290,20 @@ def render_result_masks(
                 ).astype(dtype)
             markers = frame_nodes[frame_nodes["label"] <= 0]
             if len(markers):
+                area = markers["area"].to_numpy(float)
+                radius = np.where(area > 0, np.sqrt(np.maximum(area, 1.0) / np.pi), marker_radius)
                 painted = paint_markers(
                     frame_shape,
                     markers["y"].to_numpy(),
                     markers["x"].to_numpy(),
                     markers["track_id"].to_numpy(),
-                    marker_radius,
+                    radius,
                 )
-                mask = np.where((mask == 0) & (painted > 0), painted, mask).astype(dtype)
+                # Objects keep their pixels; a disc keeps at least its centre, so no track disappears.
+                mask = np.where(mask > 0, mask, painted).astype(dtype)
+                mask = _stamp_centres(
+                    mask, markers["y"].to_numpy(), markers["x"].to_numpy(), markers["track_id"].to_numpy()
+                )
         yield t, mask
 
 

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "info": "info",
     "evaluate": "evaluate",
     "cf-track": "cf_track",
+    "track": "track",
 }
 
 

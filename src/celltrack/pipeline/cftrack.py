@@ -20,23 +20,12 @@ from celltrack.graph import measure_detections
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence, write_table
 from celltrack.io.ctc import format_track_table, render_result_masks
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
-from celltrack.pipeline.track import Progress, check_detections_match, no_progress
+from celltrack.pipeline.track import Progress, check_detections_match, no_progress, resolve_device
 from celltrack.segment.classic import ClassicSegmenter
 
 logger = logging.getLogger(__name__)
 
 FEATURES: tuple[str, ...] = ("raw",)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was given but no CUDA GPU is available; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def build_extractor(name: str, device: torch.device) -> FeatureExtractor:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import pandas as pd
 import tifffile
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from celltrack.graph import TrackGraph, measure_detections
@@ -28,13 +29,24 @@ from celltrack.io import (
 )
 from celltrack.io.ctc import format_track_table, render_result_masks
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
-from celltrack.link.hungarian import HungarianConfig, HungarianLinker
+from celltrack.link import Linker, LinkerConfig
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], Iterable[T]]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was given but no CUDA GPU is available; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
 
 
 def no_progress(iterable: Iterable[T], total: int, desc: str) -> Iterable[T]:
@@ -57,7 +69,7 @@ class TrackingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
-    linker: HungarianConfig = Field(default_factory=HungarianConfig)
+    linker: LinkerConfig = Field(default_factory=LinkerConfig)
     marker_radius: float = Field(3.0, gt=0, description="Disc radius (px) for positions without a mask.")
 
 
@@ -131,6 +143,8 @@ def run_tracking(
     overwrite: bool = False,
     progress: Progress = no_progress,
     command: str = "track",
+    device: str = "cpu",
+    table_name: str = "tracks.csv",
 ) -> TrackingResult:
     """Segment (or take given detections), link and write a CTC result folder.
 
@@ -148,6 +162,12 @@ def run_tracking(
         Replace an existing ``out_dir``.
     progress : callable
         ``progress(iterable, total, description)`` wrapper for per-frame loops.
+    command : str
+        Name recorded in ``celltrack.json``.
+    device : str
+        ``auto``, ``cpu`` or ``cuda`` for the networks and correlation filters.
+    table_name : str
+        File name of the track table inside ``out_dir`` (``.csv`` or ``.parquet``).
 
     Returns
     -------
@@ -167,7 +187,14 @@ def run_tracking(
         with timer.stage("segmentation" if detections is None else "detections"):
             table = _label_frames(images, detections, segmenter.segment, store, progress)
         with timer.stage("linking"):
-            graph = HungarianLinker(config.linker).link(table)
+            linker = Linker(config.linker)
+            effective = linker.resolve(table) if len(table) else config.linker
+            graph = linker.link(
+                table,
+                images,
+                device=resolve_device(device),
+                progress=lambda it: progress(it, len(images), "link"),
+            )
         with timer.stage("writing"):
             n = len(images)
 
@@ -179,14 +206,17 @@ def run_tracking(
                 tifffile.imwrite(tmp / frame_name("mask", t, n), mask, compression="zlib")
             (tmp / "res_track.txt").write_text(format_track_table(graph.tracks().tracks), encoding="utf-8")
             shutil.rmtree(store)
-            write_table(graph.to_table(), tmp / "tracks.csv")
+            write_table(graph.to_table(), tmp / table_name)
         inputs: dict[str, Any] = {"images": sequence_fingerprint(images)}
         if detections is not None:
             inputs["detections"] = sequence_fingerprint(detections)
         result = TrackingResult(graph, Path(out_dir), len(images), dict(timer.seconds))
+        full_config = config.model_dump(mode="json")
+        full_config["linker_effective"] = effective.model_dump(mode="json")
+        full_config["device"] = device
         record = run_record(
             command,
-            config.model_dump(mode="json"),
+            full_config,
             inputs,
             timer.seconds,
             extra={"summary": result.summary()},

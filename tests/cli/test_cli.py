@@ -37,7 +37,9 @@ def test_help_has_examples(capsys):
 
 
 def test_console_script_entry_point():
-    done = subprocess.run([sys.executable, "-m", "celltrack.cli.main", "--version"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "celltrack.cli.main", "--version"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and done.stdout.startswith("celltrack ")
 
 
@@ -60,7 +62,9 @@ def test_demo_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
 
 def test_synth_then_info(tmp_path, capsys):
     out = tmp_path / "syn"
-    assert main(["synth", str(out), "--frames", "5", "--size", "64", "80", "--nuclei", "4", "--seed", "2"]) == 0
+    assert (
+        main(["synth", str(out), "--frames", "5", "--size", "64", "80", "--nuclei", "4", "--seed", "2"]) == 0
+    )
     capsys.readouterr()
     assert main(["info", str(out / "01"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -73,8 +77,17 @@ def test_evaluate_gt_against_itself(small_movie, tmp_path, capsys):
     for path in sorted((small_movie / "01_GT" / "TRA").glob("man_track*.tif")):
         shutil.copy(path, res / path.name.replace("man_track", "mask"))
     shutil.copy(small_movie / "01_GT" / "TRA" / "man_track.txt", res / "res_track.txt")
-    code = main(["evaluate", str(res), str(small_movie / "01_GT"), "--json", str(tmp_path / "s.json"),
-                 "--plot", str(tmp_path / "p.png")])
+    code = main(
+        [
+            "evaluate",
+            str(res),
+            str(small_movie / "01_GT"),
+            "--json",
+            str(tmp_path / "s.json"),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
     assert code == 0
     scores = json.loads((tmp_path / "s.json").read_text())["metrics"]
     assert scores["TRA"] == pytest.approx(1.0) and scores["P@20"] == pytest.approx(1.0)

@@ -81,10 +81,11 @@ def as_frame_tensor(
     return tensor
 
 
-def sample_pixels(values: torch.Tensor) -> torch.Tensor:
+def sample_pixels(values: torch.Tensor, max_elements: int | None = None) -> torch.Tensor:
     """Flatten the trailing two axes of (..., Y, X), striding so torch.quantile stays under its size limit."""
+    limit = _MAX_QUANTILE_ELEMENTS if max_elements is None else min(max_elements, _MAX_QUANTILE_ELEMENTS)
     step = 1
-    while values.shape[-2] // step * (values.shape[-1] // step) > _MAX_QUANTILE_ELEMENTS:
+    while values.shape[-2] // step * (values.shape[-1] // step) > limit:
         step += 1
     return values[..., ::step, ::step].flatten(-2)
 
@@ -102,7 +103,7 @@ def background_fill(image: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         (C,) float32.
     """
-    return torch.quantile(sample_pixels(image.to(torch.float32)), 0.5, dim=-1)
+    return torch.quantile(sample_pixels(image.to(torch.float32), 1 << 18), 0.5, dim=-1)
 
 
 def crop_windows(

@@ -8,11 +8,16 @@ import math
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import ndimage
 from torch.nn.functional import conv2d, pad
 
 from celltrack.features.base import FullFrameExtractor, as_frame_tensor, sample_pixels
 
 logger = logging.getLogger(__name__)
+
+#: Pixels sampled (on a regular grid) to estimate the frame's percentiles: plenty for a stable
+#: background and high level, and it keeps the sort off the per-frame hot path.
+_PERCENTILE_SAMPLE = 1 << 18
 
 __all__ = ["RawConfig", "RawExtractor", "extract_raw_windows", "raw_feature_maps"]
 
@@ -55,6 +60,11 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return image
     radius = max(1, math.ceil(3 * sigma))
+    if image.device.type == "cpu" and min(image.shape) > radius:
+        # scipy's separable filter is an order of magnitude faster than torch's conv2d on CPU;
+        # "mirror" is torch's "reflect", and the truncation matches the radius used below.
+        blurred = ndimage.gaussian_filter(image.numpy(), sigma, mode="mirror", truncate=radius / sigma)
+        return torch.from_numpy(blurred)
     radius_y = min(radius, image.shape[0] - 1)
     radius_x = min(radius, image.shape[1] - 1)
     out = image[None, None]
@@ -97,8 +107,10 @@ def raw_feature_maps(
     image = as_frame_tensor(frame, device)
     if min(image.shape) < 2:
         raise ValueError(f"frame must be at least 2 x 2 pixels, got {tuple(image.shape)}")
+    if image.device.type == "cpu":
+        return torch.from_numpy(_raw_maps_numpy(image.numpy(), config))
     levels = torch.quantile(
-        sample_pixels(image),
+        sample_pixels(image, _PERCENTILE_SAMPLE),
         torch.tensor([config.background_percentile / 100, config.high_percentile / 100], device=image.device),
     )
     background, high = float(levels[0]), float(levels[1])
@@ -111,6 +123,24 @@ def raw_feature_maps(
     grad_y, grad_x = torch.gradient(smoothed)
     gradient = torch.sqrt(grad_y**2 + grad_x**2)
     return torch.stack([_gaussian_blur(intensity, config.intensity_sigma), gradient])
+
+
+def _raw_maps_numpy(image: np.ndarray, config: RawConfig) -> np.ndarray:
+    """CPU path of :func:`raw_feature_maps`: the same maps with numpy/scipy, several times faster."""
+    step = max(1, math.ceil(math.sqrt(image.size / _PERCENTILE_SAMPLE)))
+    background, high = np.percentile(
+        image[::step, ::step], [config.background_percentile, config.high_percentile]
+    ).tolist()
+    scale = high - background
+    if not scale > 0:
+        scale = float(image.max() - image.min()) or 1.0
+    intensity = (image - np.float32(background)) * np.float32(1.0 / scale)
+    smoothed = _gaussian_blur(torch.from_numpy(intensity), config.gradient_sigma).numpy()
+    grad_y, grad_x = np.gradient(smoothed)
+    out = np.empty((2, *image.shape), np.float32)
+    out[0] = _gaussian_blur(torch.from_numpy(intensity), config.intensity_sigma).numpy()
+    np.hypot(grad_y, grad_x, out=out[1])
+    return out
 
 
 class RawExtractor(FullFrameExtractor):

@@ -17,6 +17,9 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "cf-track": "cf_track",
     "track": "track",
+    "report": "report",
+    "view": "view",
+    "export": "export",
 }
 
 

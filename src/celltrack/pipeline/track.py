@@ -108,10 +108,12 @@ def _label_frames(
             labels = segment(image)
         else:
             labels = detections_source[t]
+            where = detections_source.paths[t] if detections_source.paths else detections_source.source
             if labels.dtype.kind not in "ui":
+                raise ValueError(f"{where}: detections must be integer label images, got {labels.dtype}")
+            if labels.dtype.kind == "i" and labels.min(initial=0) < 0:
                 raise ValueError(
-                    f"{detections_source.paths[t] if detections_source.paths else detections_source.source}: "
-                    f"detections must be integer label images, got {labels.dtype}"
+                    f"{where}: detections hold negative labels; labels must be 0 (background) or positive"
                 )
         labels = labels.astype(np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
         tifffile.imwrite(store / frame_name("labels", t, n), labels)

@@ -1,0 +1,480 @@
+"""Tracks for other tools: TrackMate CSV tables, GEFF graphs, plain tables; and result folders read back.
+
+A result folder (``NN_RES``) holds CTC ``maskTTT.tif`` + ``res_track.txt`` and, when celltrack
+wrote it, ``tracks.csv`` (one row per detection) and ``celltrack.json`` (provenance).
+:func:`read_result` turns any such folder into a :class:`~celltrack.graph.TrackGraph`;
+the writers below turn a graph into files that TrackMate (Fiji), GEFF readers (napari
+plugins, motile-tracker, TrackMate's GEFF importer ...) or pandas open directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from celltrack.graph import TrackGraph
+from celltrack.io.atomic import atomic_output_dir, atomic_output_file, check_output
+from celltrack.io.ctc import detections_from_sequence, read_track_table
+from celltrack.io.provenance import RECORD_NAME
+from celltrack.io.sequence import open_sequence
+from celltrack.io.tables import read_table, write_table
+
+logger = logging.getLogger(__name__)
+
+#: Formats understood by :func:`export_tracks`.
+EXPORT_FORMATS: tuple[str, ...] = ("trackmate", "geff", "csv", "parquet")
+#: Track tables celltrack writes into a result folder, in order of preference.
+TRACK_TABLE_NAMES: tuple[str, ...] = ("tracks.parquet", "tracks.csv")
+#: Node columns that may carry a detection score (TrackMate's QUALITY), in order of preference.
+QUALITY_COLUMNS: tuple[str, ...] = ("quality", "confidence", "score")
+
+
+# ---------------------------------------------------------------------- reading a result folder
+@dataclass
+class ResultFolder:
+    """A tracking result read back from disk.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The result folder.
+    graph : TrackGraph
+        Detections and links (from ``tracks.csv`` when present, else rebuilt from the masks).
+    record : dict or None
+        The parsed ``celltrack.json`` run record, if the folder has a readable one.
+    n_frames : int
+        Number of ``maskTTT.tif`` frames (``graph.n_frames`` when the folder has no masks).
+    frame_shape : tuple of int or None
+        ``(Y, X)`` of the masks, None without masks.
+    """
+
+    path: Path
+    graph: TrackGraph
+    record: dict[str, Any] | None
+    n_frames: int
+    frame_shape: tuple[int, int] | None
+
+
+def read_run_record(res_dir: str | Path) -> dict[str, Any] | None:
+    """The ``celltrack.json`` of a result folder, or None when absent or unreadable (logged)."""
+    path = Path(res_dir) / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        logger.warning("%s: cannot read the run record (%s); ignoring it", path, err)
+        return None
+    if not isinstance(record, dict):
+        logger.warning("%s: the run record is not a JSON object; ignoring it", path)
+        return None
+    return record
+
+
+def read_result(res_dir: str | Path) -> ResultFolder:
+    """Read a result folder into a :class:`ResultFolder`.
+
+    Parameters
+    ----------
+    res_dir : str or pathlib.Path
+        Folder with ``maskTTT.tif`` + ``res_track.txt`` and optionally ``tracks.csv`` /
+        ``tracks.parquet`` and ``celltrack.json``.
+
+    Returns
+    -------
+    ResultFolder
+
+    Raises
+    ------
+    ValueError
+        Missing folder; neither a track table nor masks + ``res_track.txt``; invalid tables.
+    """
+    res = Path(res_dir)
+    if not res.is_dir():
+        raise ValueError(f"{res}: result folder not found; pass the NN_RES folder of a tracking run")
+    has_masks = any(res.glob("mask*.tif"))
+    masks = open_sequence(res, prefix="mask") if has_masks else None
+    table_path = next((res / name for name in TRACK_TABLE_NAMES if (res / name).is_file()), None)
+    if table_path is not None:
+        graph = TrackGraph.from_table(read_table(table_path))
+        logger.debug("%s: graph from %s", res, table_path.name)
+    elif masks is not None:
+        tracks = read_track_table(res / "res_track.txt")
+        graph = TrackGraph.from_ctc(detections_from_sequence(masks), tracks)
+        logger.debug("%s: graph rebuilt from masks and res_track.txt", res)
+    else:
+        raise ValueError(
+            f"{res}: no tracks.csv and no maskTTT.tif files; pass a CTC result folder (masks + res_track.txt)"
+        )
+    n_frames = len(masks) if masks is not None else graph.n_frames
+    frame_shape = masks.frame_shape if masks is not None else None
+    return ResultFolder(res, graph, read_run_record(res), n_frames, frame_shape)
+
+
+# ---------------------------------------------------------------------- graph structure helpers
+def lineage_ids(graph: TrackGraph) -> pd.Series:
+    """Lineage (weakly connected component) of every node, numbered 0.. by first frame then node id.
+
+    Returns
+    -------
+    pandas.Series
+        int64 lineage id indexed by node id.
+    """
+    return _components(graph, np.ones(len(graph.edges), bool))
+
+
+def tracklet_ids(graph: TrackGraph) -> pd.Series:
+    """GEFF tracklets: maximal one-to-one chains, numbered 0.. by first frame then node id.
+
+    Unlike CTC tracks (``graph.tracks()``), a one-to-one link that skips frames does not
+    start a new tracklet; only divisions do.
+
+    Returns
+    -------
+    pandas.Series
+        int64 tracklet id indexed by node id.
+    """
+    out_degree = graph.out_degree()
+    keep = out_degree.loc[graph.edges["source"]].to_numpy() == 1
+    return _components(graph, keep)
+
+
+def _components(graph: TrackGraph, keep: np.ndarray) -> pd.Series:
+    nodes = graph.nodes
+    n = len(nodes)
+    if n == 0:
+        return pd.Series(np.zeros(0, np.int64), index=nodes.index)
+    position = pd.Series(np.arange(n), index=nodes.index)
+    src = position.loc[graph.edges["source"]].to_numpy()[keep]
+    dst = position.loc[graph.edges["target"]].to_numpy()[keep]
+    adjacency = sparse.coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+    _, component = connected_components(adjacency, directed=True, connection="weak")
+    order = (
+        pd.DataFrame({"component": component, "frame": nodes["frame"].to_numpy(), "node": np.arange(n)})
+        .groupby("component")[["frame", "node"]]
+        .min()
+        .sort_values(["frame", "node"])
+        .index.to_numpy()
+    )
+    renumber = np.empty(len(order), np.int64)
+    renumber[order] = np.arange(len(order))
+    return pd.Series(renumber[component], index=nodes.index, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- TrackMate
+# TrackMate's table export writes four header rows per column: feature key, name, short name, units.
+_SPOT_HEADER: tuple[tuple[str, str, str, str], ...] = (
+    ("LABEL", "Label", "Label", ""),
+    ("ID", "Spot ID", "Spot ID", ""),
+    ("TRACK_ID", "Track ID", "Track ID", ""),
+    ("QUALITY", "Quality", "Quality", "(quality)"),
+    ("POSITION_X", "X", "X", "(pixel)"),
+    ("POSITION_Y", "Y", "Y", "(pixel)"),
+    ("POSITION_Z", "Z", "Z", "(pixel)"),
+    ("POSITION_T", "T", "T", "(frame)"),
+    ("FRAME", "Frame", "Frame", ""),
+    ("RADIUS", "Radius", "R", "(pixel)"),
+    ("VISIBILITY", "Visibility", "Visibility", ""),
+    ("AREA", "Area", "Area", "(pixel^2)"),
+    ("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "(counts)"),
+    ("CTC_TRACK_ID", "CTC track ID", "CTC track", ""),
+    ("CTC_PARENT_ID", "CTC parent track ID", "CTC parent", ""),
+    ("MASK_LABEL", "Mask label", "Mask label", ""),
+)
+_EDGE_HEADER: tuple[tuple[str, str, str, str], ...] = (
+    ("LABEL", "Label", "Label", ""),
+    ("TRACK_ID", "Track ID", "Track ID", ""),
+    ("SPOT_SOURCE_ID", "Source spot ID", "Source ID", ""),
+    ("SPOT_TARGET_ID", "Target spot ID", "Target ID", ""),
+    ("LINK_COST", "Edge cost", "Cost", "(cost)"),
+    ("SPEED", "Speed", "Speed", "(pixel/frame)"),
+    ("DISPLACEMENT", "Displacement", "Disp.", "(pixel)"),
+    ("EDGE_TIME", "Edge time", "Edge T", "(frame)"),
+    ("EDGE_X_LOCATION", "Edge X", "Edge X", "(pixel)"),
+    ("EDGE_Y_LOCATION", "Edge Y", "Edge Y", "(pixel)"),
+    ("EDGE_Z_LOCATION", "Edge Z", "Edge Z", "(pixel)"),
+)
+
+
+def trackmate_tables(graph: TrackGraph) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The spots and edges tables of TrackMate's CSV export, without the header rows.
+
+    TrackMate calls a whole lineage (a connected component, divisions included) a track:
+    ``TRACK_ID`` is the 0-based lineage id and stays empty for spots without any link.
+    The CTC track of every spot is kept in ``CTC_TRACK_ID`` / ``CTC_PARENT_ID``.
+    Positions and times are in pixels and frames; ``LINK_COST`` is the edge's ``cost``
+    column when the graph has one, else -1 (TrackMate's value for links it did not score).
+
+    Parameters
+    ----------
+    graph : TrackGraph
+
+    Returns
+    -------
+    spots : pandas.DataFrame
+        Columns from ``LABEL`` to ``MASK_LABEL`` (``MEAN_INTENSITY_CH1`` only when the nodes
+        have ``mean_intensity``), sorted by track then frame, unlinked spots last.
+    edges : pandas.DataFrame
+        Columns ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID, LINK_COST, SPEED, ...``.
+    """
+    table = graph.to_table().set_index("node_id")
+    nodes = graph.nodes.loc[table.index]
+    lineage = lineage_ids(graph).loc[table.index]
+    linked = pd.Index(pd.concat([graph.edges["source"], graph.edges["target"]]).unique())
+    track_id = pd.array(lineage.to_numpy(), dtype="Int64")
+    track_id[~table.index.isin(linked)] = pd.NA
+    quality_column = next((c for c in QUALITY_COLUMNS if c in nodes.columns), None)
+    quality = nodes[quality_column].to_numpy(float) if quality_column else np.ones(len(nodes))
+    area = nodes["area"].to_numpy(float)
+    spots = pd.DataFrame(
+        {
+            "LABEL": [f"ID{i}" for i in table.index],
+            "ID": table.index.to_numpy(np.int64),
+            "TRACK_ID": track_id,
+            "QUALITY": quality,
+            "POSITION_X": nodes["x"].to_numpy(float),
+            "POSITION_Y": nodes["y"].to_numpy(float),
+            "POSITION_Z": np.zeros(len(nodes)),
+            "POSITION_T": nodes["frame"].to_numpy(float),
+            "FRAME": nodes["frame"].to_numpy(np.int64),
+            "RADIUS": np.sqrt(np.maximum(area, 0.0) / np.pi),
+            "VISIBILITY": np.ones(len(nodes), np.int64),
+            "AREA": area,
+            "CTC_TRACK_ID": table["track_id"].to_numpy(np.int64),
+            "CTC_PARENT_ID": table["parent_track_id"].to_numpy(np.int64),
+            "MASK_LABEL": nodes["label"].to_numpy(np.int64),
+        }
+    )
+    if "mean_intensity" in nodes.columns:
+        spots.insert(
+            spots.columns.get_loc("AREA") + 1, "MEAN_INTENSITY_CH1", nodes["mean_intensity"].to_numpy()
+        )
+    spots = spots.sort_values(["TRACK_ID", "FRAME", "ID"], na_position="last", kind="stable")
+    spots = spots.reset_index(drop=True)
+
+    edges = graph.edges
+    src = graph.nodes.loc[edges["source"]]
+    dst = graph.nodes.loc[edges["target"]]
+    dt = dst["frame"].to_numpy(float) - src["frame"].to_numpy(float)
+    dy = dst["y"].to_numpy(float) - src["y"].to_numpy(float)
+    dx = dst["x"].to_numpy(float) - src["x"].to_numpy(float)
+    displacement = np.hypot(dy, dx)
+    cost = edges["cost"].to_numpy(float) if "cost" in edges.columns else np.full(len(edges), -1.0)
+    edge_table = pd.DataFrame(
+        {
+            "LABEL": [f"ID{s} → ID{t}" for s, t in zip(edges["source"], edges["target"], strict=True)],
+            "TRACK_ID": lineage.reindex(edges["source"]).to_numpy(np.int64),
+            "SPOT_SOURCE_ID": edges["source"].to_numpy(np.int64),
+            "SPOT_TARGET_ID": edges["target"].to_numpy(np.int64),
+            "LINK_COST": cost,
+            "SPEED": displacement / dt if len(edges) else np.zeros(0),
+            "DISPLACEMENT": displacement,
+            "EDGE_TIME": (src["frame"].to_numpy(float) + dst["frame"].to_numpy(float)) / 2.0,
+            "EDGE_X_LOCATION": (src["x"].to_numpy(float) + dst["x"].to_numpy(float)) / 2.0,
+            "EDGE_Y_LOCATION": (src["y"].to_numpy(float) + dst["y"].to_numpy(float)) / 2.0,
+            "EDGE_Z_LOCATION": np.zeros(len(edges)),
+        }
+    )
+    edge_table = edge_table.sort_values(["TRACK_ID", "EDGE_TIME", "SPOT_SOURCE_ID"], kind="stable")
+    return spots, edge_table.reset_index(drop=True)
+
+
+def trackmate_edges_path(spots_path: str | Path) -> Path:
+    """The edges table beside a spots table: ``*spots.csv`` → ``*edges.csv``, else ``*_edges.csv``."""
+    spots_path = Path(spots_path)
+    stem = spots_path.stem
+    if stem.lower().endswith("spots"):
+        return spots_path.with_name(f"{stem[:-5]}edges{spots_path.suffix}")
+    return spots_path.with_name(f"{stem}_edges{spots_path.suffix}")
+
+
+def write_trackmate_csv(
+    graph: TrackGraph, path: str | Path, overwrite: bool = False, edges_path: str | Path | None = None
+) -> tuple[Path, Path]:
+    """Write TrackMate's "export to CSV" spots and edges tables (four header rows each).
+
+    Parameters
+    ----------
+    graph : TrackGraph
+    path : str or pathlib.Path
+        The spots table (``.csv``).
+    overwrite : bool
+        Replace existing files; otherwise existing outputs raise before anything is written.
+    edges_path : str or pathlib.Path, optional
+        The edges table; default :func:`trackmate_edges_path` of ``path``.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        ``(spots_path, edges_path)``.
+
+    Notes
+    -----
+    Units are pixels and frames. TrackMate reads such tables through its CSV importer
+    (Fiji → Plugins → Tracking → TrackMate CSV importer), mapping ``POSITION_X/Y``,
+    ``FRAME``, ``RADIUS`` and ``TRACK_ID``; see :func:`trackmate_tables` for the columns.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"{path}: a TrackMate table is a .csv file; give a name like spots.csv")
+    edges_path = Path(edges_path) if edges_path is not None else trackmate_edges_path(path)
+    if edges_path.resolve() == path.resolve():
+        raise ValueError(f"{path}: the spots and edges tables need different file names")
+    for target in (path, edges_path):
+        check_output(target, overwrite)
+    spots, edges = trackmate_tables(graph)
+    for target, table, header in ((path, spots, _SPOT_HEADER), (edges_path, edges, _EDGE_HEADER)):
+        columns = {key: (name, short, unit) for key, name, short, unit in header}
+        with atomic_output_file(target, overwrite) as tmp:
+            _write_four_row_csv(tmp, table, [(key, *columns[key]) for key in table.columns])
+    return path, edges_path
+
+
+def _write_four_row_csv(path: Path, table: pd.DataFrame, header: Sequence[tuple[str, str, str, str]]) -> None:
+    rows = [",".join(_csv_cell(part[i]) for part in header) for i in range(4)]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("\n".join(rows) + "\n")
+        table.to_csv(handle, header=False, index=False, lineterminator="\n")
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text}"' if any(c in text for c in ',"\n') else text
+
+
+# ---------------------------------------------------------------------- GEFF
+def write_geff(graph: TrackGraph, path: str | Path, overwrite: bool = False, zarr_format: int = 2) -> Path:
+    """Write the graph as a GEFF zarr group with the ``geff`` package (liveimagetrackingtools.org/geff).
+
+    Node properties: axes ``t`` (frame), ``y``, ``x`` (pixels), ``area``, ``label`` (mask
+    label), ``track_id`` / ``parent_track_id`` (CTC tracks, as in ``res_track.txt``),
+    ``tracklet_id`` and ``lineage_id`` (GEFF's tracklet and lineage definitions, declared in
+    ``track_node_props``), and any other numeric node column. An edge ``cost`` column is kept.
+
+    Parameters
+    ----------
+    graph : TrackGraph
+    path : str or pathlib.Path
+        The zarr folder to create (``tracks.geff`` or ``tracks.zarr``); written atomically.
+    overwrite : bool
+        Replace an existing ``path``.
+    zarr_format : int
+        2 (default, read by every GEFF reader) or 3.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        When the optional ``geff`` package is not installed, or ``zarr_format`` is not 2 or 3.
+    """
+    try:
+        import geff
+        from geff.core_io import write_arrays
+        from geff_spec import Axis, GeffMetadata
+    except ImportError as err:
+        raise ValueError(
+            f"writing GEFF needs the optional 'geff' package ({err}); install it with: pip install geff"
+        ) from err
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    path = Path(path)
+    check_output(path, overwrite)
+    table = graph.to_table().set_index("node_id").loc[graph.nodes.index]
+    node_props: dict[str, np.ndarray] = {
+        "t": graph.nodes["frame"].to_numpy(np.int64),
+        "y": graph.nodes["y"].to_numpy(np.float64),
+        "x": graph.nodes["x"].to_numpy(np.float64),
+        "area": graph.nodes["area"].to_numpy(),
+        "label": graph.nodes["label"].to_numpy(np.int64),
+        "track_id": table["track_id"].to_numpy(np.int64),
+        "parent_track_id": table["parent_track_id"].to_numpy(np.int64),
+        "tracklet_id": tracklet_ids(graph).to_numpy(),
+        "lineage_id": lineage_ids(graph).to_numpy(),
+    }
+    for column in graph.nodes.columns:
+        values = graph.nodes[column]
+        if column not in node_props and column != "frame" and pd.api.types.is_numeric_dtype(values):
+            node_props[column] = values.to_numpy()
+    edge_props: dict[str, np.ndarray] = {}
+    if "cost" in graph.edges.columns:
+        edge_props["cost"] = graph.edges["cost"].to_numpy(np.float64)
+    node_ids = graph.nodes.index.to_numpy(np.int64)
+    edge_ids = graph.edges[["source", "target"]].to_numpy(np.int64).reshape(-1, 2)
+    metadata = GeffMetadata(
+        geff_version=geff.__version__,
+        directed=True,
+        axes=[
+            Axis(name="t", type="time", unit="frame"),
+            Axis(name="y", type="space", unit="pixel"),
+            Axis(name="x", type="space", unit="pixel"),
+        ],
+        node_props_metadata={},
+        edge_props_metadata={},
+        track_node_props={"tracklet": "tracklet_id", "lineage": "lineage_id"},
+        extra={
+            "celltrack": {
+                "track_id": "CTC track id (res_track.txt label); a link that skips frames starts a new track",
+                "parent_track_id": "CTC parent track id, 0 for none",
+                "label": "object label in the frame's mask, 0 for a position without an object",
+            }
+        },
+    )
+    with atomic_output_dir(path, overwrite) as tmp:
+        # geff refuses any existing path as "a geff already present", so write beside and move in.
+        staging = tmp / ".staging"
+        write_arrays(
+            str(staging),
+            node_ids,
+            {name: {"values": values, "missing": None} for name, values in node_props.items()},
+            edge_ids,
+            {name: {"values": values, "missing": None} for name, values in edge_props.items()},
+            metadata,
+            zarr_format=zarr_format,
+        )
+        for entry in staging.iterdir():
+            entry.rename(tmp / entry.name)
+        staging.rmdir()
+    return path
+
+
+# ---------------------------------------------------------------------- one entry point
+def export_tracks(graph: TrackGraph, path: str | Path, fmt: str, overwrite: bool = False) -> list[Path]:
+    """Write ``graph`` in one of :data:`EXPORT_FORMATS`.
+
+    Parameters
+    ----------
+    graph : TrackGraph
+    path : str or pathlib.Path
+        Output: the spots ``.csv`` (``trackmate``; the edges table goes beside it), a zarr
+        folder (``geff``), or a ``.csv`` / ``.parquet`` track table (one row per detection
+        with ``track_id`` and ``parent_track_id``, as :meth:`TrackGraph.to_table`).
+    fmt : str
+        ``trackmate``, ``geff``, ``csv`` or ``parquet``.
+    overwrite : bool
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files or folders written.
+    """
+    path = Path(path)
+    if fmt == "trackmate":
+        return list(write_trackmate_csv(graph, path, overwrite))
+    if fmt == "geff":
+        return [write_geff(graph, path, overwrite)]
+    if fmt in ("csv", "parquet"):
+        if path.suffix.lower() != f".{fmt}":
+            raise ValueError(f"{path}: a {fmt} table needs a .{fmt} file name")
+        return [write_table(graph.to_table(), path, overwrite)]
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")

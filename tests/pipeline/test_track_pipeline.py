@@ -1,0 +1,184 @@
+"""``celltrack track``: results, provenance, reproducibility, no data loss, and bad input."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from celltrack.cli.main import main
+from celltrack.io import validate_ctc_result, write_ctc_dataset
+from celltrack.synthetic import generate_movie
+
+
+@pytest.fixture(scope="module")
+def movie_dir(tmp_path_factory):
+    movie = generate_movie(frames=8, height=96, width=96, nuclei=6, seed=11)
+    root = tmp_path_factory.mktemp("track") / "movie"
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
+    return root
+
+
+def digest(folder: Path, pattern: str = "*") -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
+
+
+def track(movie_dir, out, *extra):
+    return main(["track", str(movie_dir / "01"), "--out", str(out), "--detections",
+                 str(movie_dir / "01_GT" / "SEG"), "-q", *extra])
+
+
+def test_track_with_detections_writes_result_table_and_record(movie_dir, tmp_path):
+    out = tmp_path / "RES"
+    before = digest(movie_dir / "01") | digest(movie_dir / "01_GT" / "SEG")
+    assert track(movie_dir, out) == 0
+    tracks = validate_ctc_result(out)
+    assert len(tracks) > 0
+    table = (out / "tracks.csv").read_text().splitlines()
+    assert table[0].startswith("node_id,frame,label,y,x,area")
+    record = json.loads((out / "celltrack.json").read_text())
+    assert record["command"] == "track" and record["celltrack_version"]
+    assert record["inputs"]["images"]["first_frame"]["checksum"].startswith("sha256:")
+    assert record["inputs"]["detections"]["last_frame"]["file"] == "man_seg007.tif"
+    assert {"detections", "linking", "writing"} <= set(record["timings_seconds"])
+    assert "linker_effective" in record["config"]
+    # inputs are never written to
+    assert digest(movie_dir / "01") | digest(movie_dir / "01_GT" / "SEG") == before
+
+
+def test_same_input_gives_byte_identical_ctc_output(movie_dir, tmp_path):
+    assert track(movie_dir, tmp_path / "a") == 0
+    assert track(movie_dir, tmp_path / "b") == 0
+    ctc = lambda d: digest(d, "mask*.tif") | digest(d, "res_track.txt")  # noqa: E731
+    assert ctc(tmp_path / "a") == ctc(tmp_path / "b")
+    assert digest(tmp_path / "a", "tracks.csv") == digest(tmp_path / "b", "tracks.csv")
+
+
+def test_existing_output_kept_unless_overwrite(movie_dir, tmp_path, capsys):
+    out = tmp_path / "RES"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    assert track(movie_dir, out) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "mine.txt").read_text() == "precious"
+    assert track(movie_dir, out, "--overwrite") == 0
+    assert not (out / "mine.txt").exists()
+
+
+def test_parquet_table(movie_dir, tmp_path):
+    import pandas as pd
+
+    assert track(movie_dir, tmp_path / "RES", "--table", "lineage.parquet") == 0
+    table = pd.read_parquet(tmp_path / "RES" / "lineage.parquet")
+    assert {"track_id", "parent_track_id"} <= set(table.columns)
+
+
+def test_segmentation_without_detections(movie_dir, tmp_path):
+    out = tmp_path / "seg_RES"
+    assert main(["track", str(movie_dir / "01"), "--out", str(out), "-q"]) == 0
+    assert len(validate_ctc_result(out)) > 0
+
+
+def write_labels(folder: Path, frames) -> Path:
+    folder.mkdir(parents=True)
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"mask{t:03d}.tif", frame)
+    return folder
+
+
+def test_empty_frames_single_frame_and_sparse_labels_are_valid(tmp_path):
+    images = np.full((4, 48, 48), 100, np.uint16)
+    labels = np.zeros((4, 48, 48), np.uint16)
+    for t in (0, 1, 3):  # frame 2 has no nuclei
+        labels[t, 10:18, 10 + t:18 + t] = 7  # non-consecutive label values
+        labels[t, 30:38, 30:38] = 40
+    images[labels > 0] = 900
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for t in range(4):
+        tifffile.imwrite(raw / f"t{t:03d}.tif", images[t])
+    dets = write_labels(tmp_path / "dets", labels)
+    assert main(["track", str(raw), "--out", str(tmp_path / "RES"), "--detections", str(dets), "-q"]) == 0
+    assert len(validate_ctc_result(tmp_path / "RES")) >= 2
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, images[:1])
+    tifffile.imwrite(tmp_path / "one_labels.tif", labels[:1])
+    assert main(["track", str(one), "--out", str(tmp_path / "RES1"), "--detections",
+                 str(tmp_path / "one_labels.tif"), "-q"]) == 0
+    assert len(validate_ctc_result(tmp_path / "RES1")) == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda m, d: write_labels(d, np.zeros((3, 96, 96), np.uint16)), "3 detection frames for 8"),
+        (lambda m, d: write_labels(d, np.zeros((8, 50, 96), np.uint16)), "detection frames are (50, 96)"),
+        (lambda m, d: write_labels(d, np.zeros((8, 96, 96), np.float32)), "integer label images"),
+        (lambda m, d: write_labels(d, np.full((8, 96, 96), -1, np.int16)), "negative"),
+    ],
+)
+def test_bad_detections(movie_dir, tmp_path, capsys, make, message):
+    dets = make(movie_dir, tmp_path / "dets")
+    code = main(["track", str(movie_dir / "01"), "--out", str(tmp_path / "RES"), "--detections", str(dets)])
+    assert code == 2
+    assert message in one_line(capsys)
+    assert not (tmp_path / "RES").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["dets"]  # no partial output left behind
+
+
+def one_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[linker]\nno_such_key = 1\n", "no_such_key"),
+        ("[segmentation.classic]\nnucleus_diameter = 'big'\n", "nucleus_diameter"),
+        ("this is = not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_config_files(movie_dir, tmp_path, capsys, toml, message):
+    config = tmp_path / "cfg.toml"
+    config.write_text(toml)
+    assert track(movie_dir, tmp_path / "RES", "--config", str(config)) == 2
+    line = one_line(capsys)
+    assert "cfg.toml" in line and message in line
+
+
+def test_config_file_is_applied_and_recorded(movie_dir, tmp_path):
+    config = tmp_path / "cfg.toml"
+    config.write_text("marker_radius = 4.5\n")
+    assert track(movie_dir, tmp_path / "RES", "--config", str(config)) == 0
+    record = json.loads((tmp_path / "RES" / "celltrack.json").read_text())
+    assert record["config"]["marker_radius"] == 4.5
+
+
+def test_killed_run_leaves_previous_output_intact(tmp_path):
+    movie = generate_movie(frames=40, height=256, width=256, nuclei=40, seed=5)
+    root = tmp_path / "movie"
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
+    out = tmp_path / "RES"
+    out.mkdir()
+    (out / "res_track.txt").write_text("1 0 0 0\n")
+    before = digest(out)
+    command = [sys.executable, "-m", "celltrack.cli.main", "track", str(root / "01"), "--out", str(out),
+               "--overwrite", "-q"]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    # wait until the run has started writing its temporary folder, then kill it hard
+    while time.monotonic() < deadline and not list(tmp_path.glob(".RES.partial-*")):
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed; make the movie larger"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert digest(out) == before

@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "info": "info",
     "evaluate": "evaluate",
     "cf-track": "cf_track",
+    "segment": "segment",
+    "batch": "batch",
     "track": "track",
     "report": "report",
     "view": "view",

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from celltrack.io import (
 from celltrack.io.ctc import format_track_table, render_result_masks
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.link import Linker, LinkerConfig
-from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
+from celltrack.pipeline.segment import SegmentationConfig, build_segmenter, model_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +52,6 @@ def resolve_device(device: str) -> torch.device:
 def no_progress(iterable: Iterable[T], total: int, desc: str) -> Iterable[T]:
     """The default progress reporter: none."""
     return iterable
-
-
-class SegmentationConfig(BaseModel):
-    """Which segmenter runs when no detections are given."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["classic"] = Field("classic", description="Segmentation method.")
-    classic: ClassicConfig = Field(default_factory=ClassicConfig)
 
 
 class TrackingConfig(BaseModel):
@@ -95,7 +86,7 @@ class TrackingResult:
 def _label_frames(
     images: ImageSequence,
     detections_source: ImageSequence | None,
-    segment: Callable[[np.ndarray], np.ndarray],
+    segment: Callable[[np.ndarray], np.ndarray] | None,
     store: Path,
     progress: Progress,
 ) -> pd.DataFrame:
@@ -105,7 +96,7 @@ def _label_frames(
     for t in progress(range(n), n, "segment" if detections_source is None else "read detections"):
         image = images[t]
         if detections_source is None:
-            labels = segment(image)
+            labels = segment(image)  # type: ignore[misc]
         else:
             labels = detections_source[t]
             where = detections_source.paths[t] if detections_source.paths else detections_source.source
@@ -182,12 +173,14 @@ def run_tracking(
     if detections is not None:
         check_detections_match(images, detections)
     timer = StageTimer()
-    segmenter = ClassicSegmenter(config.segmentation.classic)
+    method, segment = (
+        ("given", None) if detections is not None else build_segmenter(config.segmentation, device)
+    )
     with atomic_output_dir(out_dir, overwrite) as tmp:
         store = tmp / ".labels"
         store.mkdir()
         with timer.stage("segmentation" if detections is None else "detections"):
-            table = _label_frames(images, detections, segmenter.segment, store, progress)
+            table = _label_frames(images, detections, segment, store, progress)
         with timer.stage("linking"):
             linker = Linker(config.linker)
             effective = linker.resolve(table) if len(table) else config.linker
@@ -216,11 +209,13 @@ def run_tracking(
         full_config = config.model_dump(mode="json")
         full_config["linker_effective"] = effective.model_dump(mode="json")
         full_config["device"] = device
+        full_config["segmentation_used"] = method
         record = run_record(
             command,
             full_config,
             inputs,
             timer.seconds,
+            models=model_checksums(config.segmentation, method),
             extra={"summary": result.summary()},
         )
         (tmp / RECORD_NAME).write_bytes(dumps_record(record))

@@ -1,0 +1,108 @@
+"""Segmentation stage of the pipeline: choose the segmenter, run it frame by frame, write label images."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tifffile
+from pydantic import BaseModel, ConfigDict, Field
+
+from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
+from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
+from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
+
+logger = logging.getLogger(__name__)
+
+
+class SegmentationConfig(BaseModel):
+    """Which segmenter runs, and its parameters.
+
+    ``method="auto"`` uses SegNet with ``model`` (or the model shipped with celltrack) and falls
+    back to the classic segmenter, with a warning, only when no model can be loaded.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["auto", "segnet", "classic"] = Field("auto", description="Segmentation method.")
+    model: Path | None = Field(None, description="SegNet model folder; None = the shipped default.")
+    nucleus_diameter: float | None = Field(
+        None, gt=0, description="Nucleus diameter in the movie (px); None = as in the model's training data."
+    )
+    classic: ClassicConfig = Field(default_factory=ClassicConfig)
+
+
+def build_segmenter(
+    config: SegmentationConfig, device: str = "cpu"
+) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """The segmentation function a config asks for, and the name of the method actually used."""
+    if config.method == "classic":
+        classic = config.classic
+        if config.nucleus_diameter is not None:
+            classic = classic.model_copy(update={"nucleus_diameter": config.nucleus_diameter})
+        return "classic", ClassicSegmenter(classic).segment
+    from celltrack.models.segnet import SegNet
+    from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
+
+    try:
+        model = SegNet.load(config.model, device=device)
+    except ValueError:
+        if config.method == "segnet" or config.model is not None:
+            raise
+        logger.warning("no usable SegNet model was found; segmenting with the classic method instead")
+        return build_segmenter(config.model_copy(update={"method": "classic"}), device)
+    segmenter = SegNetSegmenter(
+        SegNetSegmenterConfig(nucleus_diameter=config.nucleus_diameter, device=device), model=model
+    )
+    return "segnet", segmenter.segment
+
+
+def model_checksums(config: SegmentationConfig, method: str) -> dict[str, str]:
+    """Checksums of the weights a segmentation run used (for ``celltrack.json``)."""
+    if method != "segnet":
+        return {}
+    from celltrack.io.provenance import file_checksum
+    from celltrack.models.segnet import DEFAULT_SEGNET_PATH
+
+    folder = Path(config.model) if config.model is not None else DEFAULT_SEGNET_PATH
+    weights = folder / "weights.pt"
+    return {"segnet": file_checksum(weights)} if weights.is_file() else {}
+
+
+def run_segmentation(
+    images: ImageSequence | str | Path,
+    out_dir: str | Path,
+    config: SegmentationConfig | None = None,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: Callable[..., Any] | None = None,
+) -> Path:
+    """Segment every frame and write ``maskTTT.tif`` label images (+ ``celltrack.json``) atomically."""
+    config = config or SegmentationConfig()
+    images = images if isinstance(images, ImageSequence) else open_sequence(images)
+    method, segment = build_segmenter(config, device)
+    timer = StageTimer()
+    n = len(images)
+    counts = []
+    with atomic_output_dir(out_dir, overwrite) as tmp:
+        frames = range(n) if progress is None else progress(range(n), n, "segment")
+        with timer.stage("segmentation"):
+            for t in frames:
+                labels = segment(images[t])
+                dtype = np.uint16 if labels.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
+                tifffile.imwrite(tmp / frame_name("mask", t, n), labels.astype(dtype), compression="zlib")
+                counts.append(int(len(np.unique(labels)) - (labels == 0).any()))
+        full = config.model_dump(mode="json") | {"method_used": method, "device": device}
+        record = run_record(
+            "segment",
+            full,
+            {"images": sequence_fingerprint(images)},
+            timer.seconds,
+            models=model_checksums(config, method),
+            extra={"nuclei_per_frame": counts},
+        )
+        (tmp / RECORD_NAME).write_bytes(dumps_record(record))
+    return Path(out_dir)

@@ -1,0 +1,179 @@
+"""Tracking quality on the CTC training data, next to laptrack, trackpy and a plain Hungarian linker.
+
+For each sequence (HeLa 01, SIM+ 01) two settings are run:
+
+* ``given``: the GT TRA markers are the detections (the CTC "linking on given detections" setting);
+* ``e2e``: our own segmentation (``celltrack segment``'s default) provides the detections.
+
+Every linker gets the same detections; results are written as CTC folders and scored with
+py-ctcmetrics and the Wu precision curve. Prints TRA, DET, SEG, LNK, CT, TF, BC(0), P@20 and
+seconds (linking only for the baselines; whole pipeline for ``celltrack`` e2e).
+
+    python benchmarks/tracking.py [--data ../shared/data] [--settings given e2e] [--methods ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from celltrack.graph import TrackGraph
+from celltrack.io import detections_from_sequence, open_sequence, read_gt, write_ctc_result
+from celltrack.link import HungarianConfig, HungarianLinker, Linker, measure_scene
+from celltrack.metrics import evaluate
+from celltrack.pipeline.segment import SegmentationConfig, run_segmentation
+
+DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
+METRICS = ("TRA", "DET", "SEG", "LNK", "CT", "TF", "BC(0)", "P@20")
+
+
+def scale(table: pd.DataFrame) -> float:
+    """A search radius for the baselines from the data, as our linker derives its own."""
+    stats = measure_scene(table)
+    step = stats.step_p90 if stats.step_p90 is not None else stats.diameter / 2
+    return float(max(3.0 * step, 0.75 * stats.diameter))
+
+
+def link_celltrack(table: pd.DataFrame, images) -> TrackGraph:
+    return Linker().link(table, images)
+
+
+def link_hungarian(table: pd.DataFrame, images) -> TrackGraph:
+    return HungarianLinker(HungarianConfig(max_distance=scale(table))).link(table)
+
+
+def link_laptrack(table: pd.DataFrame, images) -> TrackGraph:
+    from laptrack import LapTrack
+
+    radius = scale(table)
+    tracker = LapTrack(
+        track_cost_cutoff=radius**2,
+        gap_closing_cost_cutoff=radius**2,
+        gap_closing_max_frame_count=2,
+        splitting_cost_cutoff=(1.5 * radius) ** 2,
+    )
+    frames = sorted(table["frame"].unique())
+    n_frames = int(max(frames)) + 1
+    rows = [table.index[table["frame"] == t].to_numpy() for t in range(n_frames)]
+    coords = [table.loc[r, ["y", "x"]].to_numpy() for r in rows]
+    tree = tracker.predict(coords)
+    sources = [rows[a[0]][a[1]] for a, _ in tree.edges()]
+    targets = [rows[b[0]][b[1]] for _, b in tree.edges()]
+    return TrackGraph(table, pd.DataFrame({"source": sources, "target": targets}))
+
+
+def link_trackpy(table: pd.DataFrame, images) -> TrackGraph:
+    import trackpy
+
+    trackpy.quiet()
+    linked = trackpy.link_df(
+        table.assign(particle=-1).drop(columns="particle"),
+        search_range=scale(table),
+        memory=2,
+        pos_columns=["y", "x"],
+        t_column="frame",
+    )
+    linked = linked.sort_values(["particle", "frame"])
+    same = linked["particle"].to_numpy()[1:] == linked["particle"].to_numpy()[:-1]
+    ids = linked.index.to_numpy()
+    return TrackGraph(table, pd.DataFrame({"source": ids[:-1][same], "target": ids[1:][same]}))
+
+
+METHODS: dict[str, Callable[[pd.DataFrame, object], TrackGraph]] = {
+    "celltrack": link_celltrack,
+    "laptrack": link_laptrack,
+    "trackpy": link_trackpy,
+    "hungarian": link_hungarian,
+}
+
+
+def run(data: Path, settings: list[str], methods: list[str]) -> pd.DataFrame:
+    rows = []
+    for name in DATASETS:
+        root = data / name
+        if not (root / "01").is_dir():
+            print(f"skip {name}: {root} not found")
+            continue
+        images = open_sequence(root / "01")
+        gt = read_gt(root / "01_GT")
+        for setting in settings:
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                if setting == "given":
+                    labels = gt.tra
+                    prep = 0.0
+                else:
+                    run_segmentation(images, Path(tmp) / "seg", SegmentationConfig())
+                    labels = open_sequence(Path(tmp) / "seg", prefix="mask")
+                    prep = time.perf_counter() - start
+                table = detections_from_sequence(labels, images)
+                for method in methods:
+                    start = time.perf_counter()
+                    try:
+                        graph = METHODS[method](table, images)
+                    except ImportError as err:
+                        print(f"skip {method}: {err} (pip install 'celltrack[bench]')")
+                        continue
+                    seconds = time.perf_counter() - start
+                    res = Path(tmp) / f"{method}_RES"
+                    write_ctc_result(
+                        graph, res, images.frame_shape, len(images), label_source=labels.__getitem__
+                    )
+                    scores = evaluate(res, root / "01_GT").metrics
+                    row = {"data": name, "setting": setting, "method": method}
+                    row |= {k: scores.get(k) for k in METRICS}
+                    row["divisions"] = len(graph.divisions())
+                    row["link s"] = seconds
+                    row["segment s"] = prep
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+    return pd.DataFrame(rows)
+
+
+def format_row(row: dict) -> str:
+    cells = []
+    for key, value in row.items():
+        if isinstance(value, float) and not np.isnan(value):
+            cells.append(f"{key} {value:.3f}")
+        else:
+            cells.append(f"{key} {value}")
+    return " | ".join(cells)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    parser.add_argument("--settings", nargs="+", default=["given", "e2e"], choices=["given", "e2e"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    table = run(Path(args.data), args.settings, args.methods)
+    if not table.empty:
+        print()
+        print(
+            table.to_markdown(index=False, floatfmt=".3f")
+            if _has_tabulate()
+            else table.to_string(index=False)
+        )
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

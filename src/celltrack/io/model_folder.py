@@ -127,6 +127,8 @@ def save_model_folder(
     except (TypeError, ValueError) as exc:
         raise ValueError(f"save_model_folder: config is not JSON-serialisable ({exc})") from exc
     with atomic_output_dir(path, overwrite=overwrite) as tmp:
+        # The temporary folder is created private (0700); a model is meant to be shared and shipped.
+        tmp.chmod(0o755)
         (tmp / CONFIG_FILENAME).write_text(text + "\n", encoding="utf-8")
         torch.save(tensors, tmp / WEIGHTS_FILENAME)
     logger.info("saved %s model folder %s", architecture, path)

@@ -1,0 +1,666 @@
+"""Training of pixel classifiers: targets, augmentation, patch sampling, best checkpoint, SegNet trainer.
+
+The trainer learns from plain arrays — a list of ``(image, instance_mask)`` pairs — so the CLI and
+notebooks only have to load data. Masks must label every nucleus of their image: unlabelled
+pixels count as background.
+
+Reproducibility without global state: all randomness comes from generators derived from
+``config.seed`` (one ``numpy.random.Generator`` per ensemble member, weight initialisation inside
+``torch.random.fork_rng``), so a run does not disturb, nor depend on, the caller's RNG state.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from skimage.segmentation import find_boundaries
+from torch import nn
+from torch.nn import functional as nnf
+from tqdm import tqdm
+
+from celltrack.models.segnet import (
+    BACKGROUND,
+    BOUNDARY,
+    INTERIOR,
+    N_CLASSES,
+    SegNet,
+    SegNetConfig,
+    SegNetMember,
+    normalize_frame,
+    resize_labels,
+    resize_maps,
+)
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+# ---------------------------------------------------------------------------- targets
+def make_targets(mask: np.ndarray, boundary_width: int = 1) -> np.ndarray:
+    """Three-class targets from an instance mask.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray, shape (Y, X), integer
+        Instance labels, 0 = background.
+    boundary_width : int
+        Thickness (px) of the boundary band, taken inside each object; two touching objects
+        are thus separated by a band of ``2 * boundary_width`` px.
+
+    Returns
+    -------
+    numpy.ndarray, shape (Y, X), uint8
+        0 = interior, 1 = boundary, 2 = background.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"make_targets expects a 2-D mask, got shape {mask.shape}")
+    if boundary_width < 1:
+        raise ValueError(f"boundary_width must be >= 1 px, got {boundary_width}")
+    labels = mask.copy()
+    targets = np.full(mask.shape, BACKGROUND, np.uint8)
+    targets[labels > 0] = INTERIOR
+    for _ in range(boundary_width):
+        ring = find_boundaries(labels, mode="inner") & (labels > 0)
+        targets[ring] = BOUNDARY
+        labels[ring] = 0
+    return targets
+
+
+def estimate_nucleus_diameter(mask: np.ndarray) -> float:
+    """Median equivalent diameter sqrt(4·area/π) of the objects of a mask (px); NaN if empty."""
+    areas = np.bincount(np.asarray(mask).ravel().astype(np.int64))[1:]
+    areas = areas[areas > 0]
+    if areas.size == 0:
+        return float("nan")
+    return float(np.median(np.sqrt(4.0 * areas / math.pi)))
+
+
+def class_weights(frequencies: np.ndarray, power: float) -> np.ndarray:
+    """Class weights ∝ frequency^-power, scaled so the weighted mean frequency is 1.
+
+    ``power = 1`` balances classes fully, ``0`` leaves them unweighted; in between trades the
+    recall of the rare boundary class against over-confident (too large) objects.
+    """
+    freq = np.clip(np.asarray(frequencies, np.float64), 1e-6, None)
+    weights = freq**-power
+    return (weights / float((weights * freq).sum() / freq.sum())).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- augmentation
+class AugmentationConfig(BaseModel):
+    """Random augmentation of training patches (intensities are of normalised images)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flips: bool = Field(True, description="Random horizontal / vertical flips.")
+    rotations: bool = Field(True, description="Random multiples of 90° rotation.")
+    scale_range: tuple[float, float] = Field((0.8, 1.25), description="Zoom factor range (1 = none).")
+    intensity_scale_range: tuple[float, float] = Field((0.6, 1.6), description="Multiplicative contrast.")
+    intensity_offset: float = Field(0.1, ge=0, description="Max additive offset.")
+    gamma_range: tuple[float, float] = Field((0.7, 1.4), description="Gamma applied to positive values.")
+    noise_std_max: float = Field(0.05, ge=0, description="Max std of additive Gaussian noise.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentationConfig:
+        for name in ("scale_range", "intensity_scale_range", "gamma_range"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(low, high)}")
+        return self
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, config: AugmentationConfig) -> np.ndarray:
+    """Random contrast, offset, gamma and noise on a normalised patch (Y, X) float32."""
+    out = image
+    positive = np.maximum(out, 0)
+    gamma = math.exp(rng.uniform(*np.log(config.gamma_range)))
+    out = positive**gamma + np.minimum(out, 0)
+    out = out * math.exp(rng.uniform(*np.log(config.intensity_scale_range)))
+    out = out + rng.uniform(-config.intensity_offset, config.intensity_offset)
+    if config.noise_std_max > 0:
+        out = out + rng.normal(0, rng.uniform(0, config.noise_std_max), out.shape)
+    return out.astype(np.float32)
+
+
+def augment_geometry(arrays: Sequence[np.ndarray], rng: np.random.Generator, config: AugmentationConfig
+                     ) -> list[np.ndarray]:
+    """Apply the same random flips / 90° rotation to every (Y, X) array."""
+    k = int(rng.integers(4)) if config.rotations else 0
+    flip_y = config.flips and rng.random() < 0.5
+    flip_x = config.flips and rng.random() < 0.5
+    out = []
+    for arr in arrays:
+        arr = np.rot90(arr, k)
+        if flip_y:
+            arr = arr[::-1]
+        if flip_x:
+            arr = arr[:, ::-1]
+        out.append(np.ascontiguousarray(arr))
+    return out
+
+
+# ---------------------------------------------------------------------------- sampling
+class PatchSampler:
+    """Random square patches (image, 3-class target) from prepared images and instance masks.
+
+    Parameters
+    ----------
+    images : sequence of numpy.ndarray, each (Y, X) float32
+        Normalised images, already at the model's scale.
+    masks : sequence of numpy.ndarray, each (Y, X) integer
+        Matching instance masks.
+    patch_size : int
+        Patch side (px).
+    boundary_width : int
+        See :func:`make_targets`.
+    foreground_bias : float
+        Probability that a patch is centred on a random nucleus pixel rather than anywhere.
+    augmentation : AugmentationConfig
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        patch_size: int,
+        boundary_width: int,
+        foreground_bias: float,
+        augmentation: AugmentationConfig,
+    ) -> None:
+        if not images:
+            raise ValueError("PatchSampler needs at least one image")
+        self.images = list(images)
+        self.masks = list(masks)
+        self.patch_size = patch_size
+        self.boundary_width = boundary_width
+        self.foreground_bias = foreground_bias
+        self.augmentation = augmentation
+        self._foreground = [np.flatnonzero(m) for m in self.masks]
+        areas = np.array([m.size for m in self.masks], np.float64)
+        self._image_p = areas / areas.sum()
+
+    def batch(self, rng: np.random.Generator, size: int, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch: images (size, 1, P, P) float32 and targets (size, P, P) int64."""
+        pairs = [self.patch(rng, augment) for _ in range(size)]
+        images = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+        targets = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        return images, targets
+
+    def patch(self, rng: np.random.Generator, augment: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One patch: image (P, P) float32, targets (P, P) uint8."""
+        index = int(rng.choice(len(self.images), p=self._image_p))
+        image, mask, foreground = self.images[index], self.masks[index], self._foreground[index]
+        # An extra ring of context so boundaries at the patch edge are computed as in the full mask.
+        pad = self.boundary_width + 1
+        side = self.patch_size + 2 * pad
+        scale = math.exp(rng.uniform(*np.log(self.augmentation.scale_range))) if augment else 1.0
+        source = max(2, round(side / scale))
+        if foreground.size and rng.random() < self.foreground_bias:
+            cy, cx = np.unravel_index(int(foreground[rng.integers(foreground.size)]), mask.shape)
+        else:
+            cy, cx = int(rng.integers(mask.shape[0])), int(rng.integers(mask.shape[1]))
+        y0, x0 = int(cy) - source // 2, int(cx) - source // 2
+        image_crop = _crop(image, y0, x0, source)
+        mask_crop = _crop(mask, y0, x0, source)
+        if source != side:
+            image_crop = resize_maps(torch.from_numpy(image_crop)[None, None], (side, side))[0, 0].numpy()
+            mask_crop = resize_labels(mask_crop, (side, side))
+        targets = make_targets(mask_crop, self.boundary_width)[pad:-pad, pad:-pad]
+        image_crop = image_crop[pad:-pad, pad:-pad]
+        if augment:
+            image_crop, targets = augment_geometry([image_crop, targets], rng, self.augmentation)
+            image_crop = augment_intensity(image_crop, rng, self.augmentation)
+        return np.ascontiguousarray(image_crop, np.float32), np.ascontiguousarray(targets)
+
+
+def _crop(array: np.ndarray, y0: int, x0: int, side: int) -> np.ndarray:
+    """Square crop that may reach outside the array; outside pixels are 0."""
+    out = np.zeros((side, side), array.dtype)
+    sy0, sx0 = max(0, y0), max(0, x0)
+    sy1, sx1 = min(array.shape[0], y0 + side), min(array.shape[1], x0 + side)
+    if sy1 > sy0 and sx1 > sx0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = array[sy0:sy1, sx0:sx1]
+    return out
+
+
+# ---------------------------------------------------------------------------- checkpoints
+class BestCheckpoint:
+    """Keep a copy of the weights with the lowest validation loss, and count epochs since.
+
+    Parameters
+    ----------
+    patience : int
+        Epochs without improvement after which :attr:`should_stop` becomes true.
+    min_delta : float
+        Smallest decrease that counts as an improvement.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.epochs_since_best = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, loss: float, module: nn.Module, epoch: int) -> bool:
+        """Record an epoch's validation loss; returns True when it is a new best."""
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss = loss
+            self.best_epoch = epoch
+            self.epochs_since_best = 0
+            self.state = copy.deepcopy(module.state_dict())
+            return True
+        self.epochs_since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        """True once ``patience`` epochs passed without improvement."""
+        return self.epochs_since_best >= self.patience
+
+    def restore(self, module: nn.Module) -> None:
+        """Load the best weights back into ``module`` (no-op if none was recorded)."""
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """One line of the training log, passed to the epoch callback."""
+
+    member: int
+    epoch: int
+    train_loss: float
+    validation_loss: float
+    best_validation_loss: float
+    improved: bool
+    learning_rate: float
+    seconds: float
+
+
+# ---------------------------------------------------------------------------- SegNet trainer
+class SegNetTrainingConfig(BaseModel):
+    """Parameters of :class:`SegNetTrainer` (lengths in pixels at the model's scale)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: SegNetConfig = Field(default_factory=SegNetConfig, description="Architecture to train.")
+    patch_size: int = Field(128, ge=8, description="Side of the square training patches.")
+    batch_size: int = Field(8, ge=1)
+    steps_per_epoch: int = Field(50, ge=1)
+    max_epochs: int = Field(100, ge=1, description="Epoch limit per ensemble member.")
+    max_seconds: float | None = Field(
+        None, gt=0, description="Wall-time budget for the whole ensemble, shared equally among members."
+    )
+    patience: int = Field(12, ge=1, description="Stop a member after this many epochs without improvement.")
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    validation_fraction: float = Field(
+        0.15, ge=0, lt=1, description="Share of pairs held out (one pair: a strip of its image)."
+    )
+    n_validation_patches: int = Field(48, ge=1, description="Fixed, unaugmented validation patches.")
+    boundary_width: int = Field(1, ge=1, le=4, description="Boundary band inside each object (px).")
+    class_balance_power: float = Field(
+        0.5, ge=0, le=1, description="Class weights ∝ frequency^-power (1 = fully balanced)."
+    )
+    foreground_bias: float = Field(0.5, ge=0, le=1, description="Share of patches centred on a nucleus.")
+    rescale_to_diameter: bool = Field(
+        True, description="Rescale each pair so its nuclei have network.nucleus_diameter (else keep scale)."
+    )
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    seed: int = Field(0, description="Seeds weights, patches and the validation split.")
+    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
+    progress: bool = Field(True, description="Show a tqdm bar (only on a terminal).")
+
+
+class SegNetTrainer:
+    """Train a :class:`SegNet` ensemble from ``(image, instance_mask)`` pairs.
+
+    Parameters
+    ----------
+    config : SegNetTrainingConfig, optional
+
+    Attributes
+    ----------
+    history : list of EpochLog
+        Every epoch of the last :meth:`fit`.
+    """
+
+    def __init__(self, config: SegNetTrainingConfig | None = None) -> None:
+        self.config = config or SegNetTrainingConfig()
+        self.history: list[EpochLog] = []
+
+    def fit(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        validation_pairs: Sequence[Pair] | None = None,
+        pair_diameters: Sequence[float] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        callback: Callable[[EpochLog], None] | None = None,
+    ) -> SegNet:
+        """Train every ensemble member and return the model with each member's best weights.
+
+        Parameters
+        ----------
+        pairs : sequence of (numpy.ndarray (Y, X), numpy.ndarray (Y, X) integer)
+            Raw images (any numeric dtype) and complete instance masks (0 = background).
+        validation_pairs : sequence of pairs, optional
+            Explicit validation data; otherwise ``validation_fraction`` of ``pairs`` is held out.
+        pair_diameters : sequence of float, optional
+            Nucleus diameter (px) of each training pair, then each validation pair; estimated
+            from the masks when omitted.
+        provenance : mapping, optional
+            JSON-serialisable description of the data (paths, frames), stored in the model folder.
+        callback : callable, optional
+            Called with an :class:`EpochLog` after every epoch.
+
+        Returns
+        -------
+        SegNet
+            In eval mode on ``config.device``; ``training_info`` holds the provenance.
+        """
+        cfg = self.config
+        started = time.monotonic()
+        all_pairs = [_check_pair(i, p) for i, p in enumerate(pairs)]
+        if not all_pairs:
+            raise ValueError("SegNetTrainer.fit needs at least one (image, mask) pair")
+        explicit_val = [_check_pair(i, p) for i, p in enumerate(validation_pairs or [])]
+        n_given = len(all_pairs) + len(explicit_val)
+        if pair_diameters is not None and len(pair_diameters) != n_given:
+            raise ValueError(
+                f"pair_diameters has {len(pair_diameters)} values for {n_given} pairs (training + validation)"
+            )
+        seeds = np.random.SeedSequence(cfg.seed).spawn(cfg.network.n_members + 1)
+        split_rng = np.random.default_rng(seeds[0])
+
+        images, masks, diameters = self._prepare(all_pairs + explicit_val, pair_diameters)
+        network = cfg.network
+        if not cfg.rescale_to_diameter:
+            finite = diameters[np.isfinite(diameters)]
+            measured = float(np.median(finite)) if finite.size else network.nucleus_diameter
+            network = network.model_copy(update={"nucleus_diameter": measured})
+        n_train = len(all_pairs)
+        train_images, train_masks = images[:n_train], masks[:n_train]
+        val_images, val_masks = images[n_train:], masks[n_train:]
+        split = "explicit"
+        if not val_images and cfg.validation_fraction > 0:
+            train_images, train_masks, val_images, val_masks, split = _split(
+                train_images, train_masks, cfg.validation_fraction, split_rng
+            )
+        frequencies = _class_frequencies(train_masks, cfg.boundary_width)
+        weights = class_weights(frequencies, cfg.class_balance_power)
+        logger.info(
+            "SegNet training: %d train / %d validation images (%s split), class frequencies %s, weights %s",
+            len(train_images), len(val_images), split, np.round(frequencies, 4), np.round(weights, 3),
+        )
+        sampler_args = dict(
+            patch_size=cfg.patch_size, boundary_width=cfg.boundary_width, foreground_bias=cfg.foreground_bias,
+            augmentation=cfg.augmentation,
+        )
+        train_sampler = PatchSampler(train_images, train_masks, **sampler_args)
+        val_sampler = PatchSampler(val_images, val_masks, **sampler_args) if val_images else None
+        device = torch.device(cfg.device)
+        weight_tensor = torch.from_numpy(weights).to(device)
+        val_batches = []
+        if val_sampler is not None:
+            for start in range(0, cfg.n_validation_patches, cfg.batch_size):
+                size = min(cfg.batch_size, cfg.n_validation_patches - start)
+                val_batches.append(val_sampler.batch(split_rng, size, augment=False))
+
+        model = SegNet(network)
+        self.history = []
+        members_info = []
+        for index in range(network.n_members):
+            remaining = None if cfg.max_seconds is None else cfg.max_seconds - (time.monotonic() - started)
+            budget = None if remaining is None else max(0.0, remaining) / (network.n_members - index)
+            member, info = self._fit_member(
+                index, network, seeds[index + 1], train_sampler, val_batches, weight_tensor, budget, callback
+            )
+            model.members[index] = member
+            members_info.append(info)
+        model.training_info = {
+            "trainer": f"{type(self).__module__}.{type(self).__name__}",
+            "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.monotonic() - started, 1),
+            "config": cfg.model_dump(mode="json"),
+            "n_train_images": len(train_images),
+            "n_validation_images": len(val_images),
+            "validation_split": split,
+            "class_frequencies": [round(float(f), 5) for f in frequencies],
+            "class_weights": [round(float(w), 5) for w in weights],
+            "pair_diameters_px": _summary(diameters),
+            "members": members_info,
+            "history": [asdict(h) for h in self.history],
+            "data": dict(provenance or {}),
+            "torch_version": torch.__version__,
+            "celltrack_version": _celltrack_version(),
+        }
+        return model.to(device).eval()
+
+    # ------------------------------------------------------------------ internals
+    def _prepare(
+        self, pairs: list[Pair], pair_diameters: Sequence[float] | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        cfg = self.config
+        images, masks, diameters = [], [], []
+        for i, (image, mask) in enumerate(pairs):
+            normalised = normalize_frame(image, cfg.network.low_percentile, cfg.network.high_percentile)
+            if pair_diameters is not None:
+                diameter = float(pair_diameters[i])
+            else:
+                diameter = estimate_nucleus_diameter(mask)
+            diameters.append(diameter)
+            if cfg.rescale_to_diameter and np.isfinite(diameter) and diameter > 0:
+                factor = cfg.network.nucleus_diameter / diameter
+                # Within ±5 % the interpolation blur costs more than the scale error.
+                if abs(math.log(factor)) > math.log(1.05):
+                    size = (max(1, round(mask.shape[0] * factor)), max(1, round(mask.shape[1] * factor)))
+                    normalised = resize_maps(torch.from_numpy(normalised)[None, None], size)[0, 0].numpy()
+                    mask = resize_labels(mask, size)
+            images.append(np.ascontiguousarray(normalised, np.float32))
+            masks.append(np.ascontiguousarray(mask))
+        return images, masks, np.asarray(diameters, np.float64)
+
+    def _fit_member(
+        self,
+        index: int,
+        network: SegNetConfig,
+        seed: np.random.SeedSequence,
+        sampler: PatchSampler,
+        val_batches: list[tuple[torch.Tensor, torch.Tensor]],
+        class_weight: torch.Tensor,
+        budget: float | None,
+        callback: Callable[[EpochLog], None] | None,
+    ) -> tuple[SegNetMember, dict[str, Any]]:
+        cfg = self.config
+        device = class_weight.device
+        rng = np.random.default_rng(seed)
+        torch_seed = int(seed.generate_state(1, np.uint64)[0] % (2**63))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            member = SegNetMember(network).to(device)
+        optimizer = torch.optim.Adam(member.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, cfg.patience // 3)
+        )
+        checkpoint = BestCheckpoint(cfg.patience)
+        started = time.monotonic()
+        initial = _evaluate(member, val_batches, class_weight) if val_batches else math.nan
+        out_of_time = False
+        epochs_run = 0
+        bar = tqdm(
+            total=cfg.max_epochs * cfg.steps_per_epoch,
+            desc=f"SegNet member {index + 1}/{network.n_members}",
+            disable=None if cfg.progress else True,
+            leave=False,
+        )
+        try:
+            for epoch in range(1, cfg.max_epochs + 1):
+                member.train()
+                losses = []
+                for _ in range(cfg.steps_per_epoch):
+                    images, targets = sampler.batch(rng, cfg.batch_size, augment=True)
+                    images, targets = images.to(device), targets.to(device)
+                    loss = nnf.cross_entropy(member(images), targets, weight=class_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(float(loss.detach()))
+                    bar.update(1)
+                    if budget is not None and time.monotonic() - started > budget:
+                        out_of_time = True
+                        break
+                epochs_run = epoch
+                train_loss = float(np.mean(losses))
+                # Without validation data the training loss picks the checkpoint (noisier, documented).
+                val_loss = _evaluate(member, val_batches, class_weight) if val_batches else train_loss
+                scheduler.step(val_loss)
+                improved = checkpoint.update(val_loss, member, epoch)
+                log = EpochLog(
+                    member=index, epoch=epoch, train_loss=train_loss, validation_loss=val_loss,
+                    best_validation_loss=checkpoint.best_loss, improved=improved,
+                    learning_rate=float(optimizer.param_groups[0]["lr"]), seconds=time.monotonic() - started,
+                )
+                self.history.append(log)
+                bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+                logger.info(
+                    "member %d epoch %d: train %.4f val %.4f%s (%.0f s)", index, epoch, train_loss, val_loss,
+                    " *" if improved else "", log.seconds,
+                )
+                if callback is not None:
+                    callback(log)
+                if checkpoint.should_stop or out_of_time:
+                    break
+        finally:
+            bar.close()
+        checkpoint.restore(member)
+        member.eval()
+        info = {
+            "seed": torch_seed,
+            "epochs": epochs_run,
+            "best_epoch": checkpoint.best_epoch,
+            "initial_validation_loss": _round(initial),
+            "best_validation_loss": _round(checkpoint.best_loss),
+            "stopped": "time" if out_of_time else ("patience" if checkpoint.should_stop else "max_epochs"),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        return member, info
+
+
+def train_segnet(
+    pairs: Sequence[Pair],
+    config: SegNetTrainingConfig | None = None,
+    *,
+    validation_pairs: Sequence[Pair] | None = None,
+    pair_diameters: Sequence[float] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    callback: Callable[[EpochLog], None] | None = None,
+) -> SegNet:
+    """Train a SegNet ensemble from ``(image, instance_mask)`` pairs; see :meth:`SegNetTrainer.fit`.
+
+    Returns
+    -------
+    SegNet
+        Trained model; save it with ``model.save(folder)``.
+    """
+    return SegNetTrainer(config).fit(
+        pairs, validation_pairs=validation_pairs, pair_diameters=pair_diameters, provenance=provenance,
+        callback=callback,
+    )
+
+
+def _evaluate(
+    member: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], class_weight: torch.Tensor
+) -> float:
+    member.eval()
+    total, weight_sum = 0.0, 0.0
+    with torch.no_grad():
+        for images, targets in batches:
+            images, targets = images.to(class_weight.device), targets.to(class_weight.device)
+            loss = nnf.cross_entropy(member(images), targets, weight=class_weight, reduction="sum")
+            total += float(loss)
+            weight_sum += float(class_weight[targets].sum())
+    return total / max(weight_sum, 1e-12)
+
+
+def _check_pair(index: int, pair: Pair) -> Pair:
+    try:
+        image, mask = pair
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pair {index} must be an (image, mask) tuple") from exc
+    image, mask = np.asarray(image), np.asarray(mask)
+    if image.ndim != 2 or mask.shape != image.shape:
+        raise ValueError(
+            f"pair {index}: image {image.shape} and mask {mask.shape} must be 2-D arrays of the same shape"
+        )
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise TypeError(f"pair {index}: the mask must hold integer labels, got dtype {mask.dtype}")
+    if mask.size and mask.min() < 0:
+        raise ValueError(f"pair {index}: the mask has negative labels; use 0 for background, 1..K for nuclei")
+    return image, mask.astype(np.int32, copy=False)
+
+
+def _split(
+    images: list[np.ndarray], masks: list[np.ndarray], fraction: float, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray], str]:
+    if len(images) >= 2:
+        n_val = min(len(images) - 1, max(1, round(fraction * len(images))))
+        order = rng.permutation(len(images))
+        val_idx, train_idx = set(order[:n_val].tolist()), order[n_val:].tolist()
+        return (
+            [images[i] for i in train_idx], [masks[i] for i in train_idx],
+            [images[i] for i in sorted(val_idx)], [masks[i] for i in sorted(val_idx)], "pairs",
+        )
+    # One image: hold out a strip along its longer axis.
+    image, mask = images[0], masks[0]
+    axis = 0 if image.shape[0] >= image.shape[1] else 1
+    cut = max(1, round(image.shape[axis] * (1 - fraction)))
+
+    def take(array: np.ndarray, part: slice) -> np.ndarray:
+        return array[part] if axis == 0 else array[:, part]
+
+    return (
+        [take(image, slice(0, cut))], [take(mask, slice(0, cut))],
+        [take(image, slice(cut, None))], [take(mask, slice(cut, None))], "strip",
+    )
+
+
+def _class_frequencies(masks: Sequence[np.ndarray], boundary_width: int) -> np.ndarray:
+    counts = np.zeros(N_CLASSES, np.float64)
+    for mask in masks:
+        counts += np.bincount(make_targets(mask, boundary_width).ravel(), minlength=N_CLASSES)[:N_CLASSES]
+    return counts / max(counts.sum(), 1.0)
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {}
+    return {"median": round(float(np.median(finite)), 2), "min": round(float(finite.min()), 2),
+            "max": round(float(finite.max()), 2)}
+
+
+def _round(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(float(value), 5)
+
+
+def _celltrack_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("celltrack")
+    except Exception:  # not installed (source checkout)
+        return "unknown"

@@ -1,0 +1,112 @@
+"""The SegNet segmenter: SegNet class probabilities, then a seeded watershed into instances."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from celltrack.models.segnet import SegNet
+from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
+
+logger = logging.getLogger(__name__)
+
+
+class SegNetSegmenterConfig(BaseModel):
+    """Parameters of :class:`SegNetSegmenter` (lengths in pixels of the input frames)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path | None = Field(None, description="Model folder; None = the bundled default model.")
+    nucleus_diameter: float | None = Field(
+        None, gt=0, description="Nucleus diameter in the frames (px); None = as in the model's training."
+    )
+    tile_size: int = Field(512, ge=32, description="Largest tile side at model scale (bounds memory).")
+    tile_margin: int | None = Field(
+        None, ge=0, description="Tile overlap per side; None = receptive-field radius (exact tiling)."
+    )
+    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
+    instances: InstancesConfig = Field(default_factory=InstancesConfig)
+
+
+class SegNetSegmenter:
+    """Segment nuclei with a SegNet model.
+
+    Parameters
+    ----------
+    config : SegNetSegmenterConfig, optional
+    model : SegNet, optional
+        An already loaded model (moved to ``config.device``); otherwise ``config.model_path`` is
+        loaded on first use.
+    """
+
+    def __init__(self, config: SegNetSegmenterConfig | None = None, model: SegNet | None = None) -> None:
+        self.config = config or SegNetSegmenterConfig()
+        if model is not None and not isinstance(model, SegNet):
+            raise TypeError(f"model must be a SegNet, got {type(model).__name__}")
+        # Modules move in place: a given model runs where the config says.
+        self._model = model.to(self.config.device) if model is not None else None
+
+    @property
+    def model(self) -> SegNet:
+        """The SegNet in use (loaded lazily from ``config.model_path``)."""
+        if self._model is None:
+            self._model = SegNet.load(self.config.model_path, device=self.config.device)
+        return self._model
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities of one frame.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, shape (Y, X)
+            Raw frame, any numeric dtype.
+
+        Returns
+        -------
+        numpy.ndarray, shape (3, Y, X), float32
+            P(interior), P(boundary), P(background).
+        """
+        _check_frame(image)
+        cfg = self.config
+        return self.model.predict_frame(
+            image,
+            nucleus_diameter=cfg.nucleus_diameter,
+            tile_size=cfg.tile_size,
+            tile_margin=cfg.tile_margin,
+        )
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """Label the nuclei of one frame.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, shape (Y, X)
+            Raw frame, any numeric dtype.
+
+        Returns
+        -------
+        numpy.ndarray, shape (Y, X), int32
+            Labels 1..K (0 = background).
+        """
+        return probabilities_to_instances(self.probabilities(image), self.config.instances)
+
+    def segment_sequence(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Label every frame of a sequence lazily, one (Y, X) int32 label image per frame."""
+        for frame in frames:
+            yield self.segment(np.asarray(frame))
+
+
+def segment_segnet(image: np.ndarray, model: SegNet | None = None, **config: object) -> np.ndarray:
+    """Functional wrapper: ``SegNetSegmenter(SegNetSegmenterConfig(**config), model).segment(image)``."""
+    return SegNetSegmenter(SegNetSegmenterConfig(**config), model).segment(image)
+
+
+def _check_frame(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a numpy array frame, got {type(image).__name__}")
+    if image.ndim != 2:
+        raise ValueError(f"SegNetSegmenter expects a 2-D frame (Y, X), got shape {image.shape}")

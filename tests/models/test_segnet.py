@@ -1,0 +1,248 @@
+"""SegNet network, normalisation, tiling and training on tiny synthetic discs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from celltrack.models import (
+    BOUNDARY,
+    INTERIOR,
+    SegNet,
+    SegNetConfig,
+    SegNetTrainingConfig,
+    make_targets,
+    normalize_frame,
+    tiled_apply,
+    train_segnet,
+)
+from celltrack.models.training import BestCheckpoint, estimate_nucleus_diameter
+
+torch.set_num_threads(1)
+
+
+def _model(n_members: int = 2, seed: int = 0) -> SegNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SegNet(SegNetConfig(n_members=n_members)).eval()
+
+
+def _discs(
+    shape: tuple[int, int], n: int, radius: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A uint16 frame with camera offset and its instance mask of ``n`` non-overlapping discs."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = np.zeros(shape, np.int32)
+    label = 0
+    for _ in range(200):
+        if label == n:
+            break
+        cy, cx = rng.uniform(radius, shape[0] - radius), rng.uniform(radius, shape[1] - radius)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        if (mask[disc] > 0).any():
+            continue
+        label += 1
+        mask[disc] = label
+    image = 1000.0 + 400.0 * (mask > 0) + rng.normal(0, 15, shape)
+    return image.astype(np.uint16), mask
+
+
+def test_outputs_and_features_align_with_odd_input() -> None:
+    model = _model()
+    x = torch.randn(2, 1, 37, 51)
+    with torch.inference_mode():
+        probs = model.probabilities(x)
+        features = model.features(x)
+    assert probs.shape == (2, 3, 37, 51)
+    assert len(features) == 4
+    for layer, channels in zip(features, model.config.channels[:4], strict=True):
+        assert layer.shape == (2, channels, 37, 51)
+
+
+def test_translation_equivariance_on_interior_region() -> None:
+    model = _model()
+    rng = np.random.default_rng(1)
+    base = torch.from_numpy(rng.normal(size=(1, 1, 83, 91)).astype(np.float32))
+    dy, dx = 5, 7
+    shifted = torch.zeros_like(base)
+    shifted[..., dy:, dx:] = base[..., :-dy, :-dx]
+    with torch.inference_mode():
+        outputs = [model.probabilities(base), *model.features(base)]
+        shifted_outputs = [model.probabilities(shifted), *model.features(shifted)]
+    r = model.receptive_field // 2 + 1
+    for out, out_shifted in zip(outputs, shifted_outputs, strict=True):
+        region = out[..., r : 83 - r - dy, r : 91 - r - dx]
+        region_shifted = out_shifted[..., r + dy : 83 - r, r + dx : 91 - r]
+        torch.testing.assert_close(region_shifted, region, atol=1e-5, rtol=1e-5)
+
+
+def test_softmax_sums_to_one_and_matches_forward() -> None:
+    model = _model()
+    x = torch.randn(1, 1, 30, 41)
+    with torch.inference_mode():
+        probs = model.probabilities(x)
+        logits = model(x)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(1, 30, 41), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.softmax(logits, dim=1), probs, atol=1e-5, rtol=1e-5)
+
+
+def test_ensemble_averages_member_softmax() -> None:
+    model = _model(n_members=3)
+    x = torch.randn(1, 1, 25, 27)
+    with torch.inference_mode():
+        per_member = torch.softmax(model.member_logits(x), dim=2)
+        probs = model.probabilities(x)
+    torch.testing.assert_close(probs, per_member.mean(dim=0), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(per_member[0], per_member[1], atol=1e-3)
+
+
+def test_normalize_frame_is_robust_to_bit_depth_and_offset() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0, 1, (40, 50))
+    as_uint8 = (values * 200).astype(np.uint8)
+    as_uint16 = as_uint8.astype(np.uint16) * 37 + 33000
+    np.testing.assert_allclose(normalize_frame(as_uint8), normalize_frame(as_uint16), atol=1e-5)
+    norm = normalize_frame(as_uint16)
+    assert norm.dtype == np.float32
+    assert abs(np.percentile(norm, 1.0)) < 1e-4
+    assert abs(np.percentile(norm, 99.8) - 1) < 1e-4
+    np.testing.assert_array_equal(normalize_frame(np.full((5, 6), 7, np.uint16)), np.zeros((5, 6)))
+
+
+def test_normalize_frame_rejects_nan_and_bad_shapes() -> None:
+    frame = np.ones((10, 10), np.float32)
+    frame[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        normalize_frame(frame)
+    with pytest.raises(ValueError, match="2-D"):
+        normalize_frame(np.ones((2, 3, 4)))
+
+
+def test_tiled_inference_equals_whole_frame() -> None:
+    model = _model()
+    frame, _ = _discs((150, 170), 8, 9, np.random.default_rng(3))
+    whole = model.predict_frame(frame, tile_size=1000)
+    tiled = model.predict_frame(frame, tile_size=48)
+    assert whole.shape == (3, 150, 170)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    features_whole = model.frame_features(frame, tile_size=1000)
+    features_tiled = model.frame_features(frame, tile_size=48)
+    for a, b in zip(features_tiled, features_whole, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_tiles_without_margin_differ() -> None:
+    model = _model(n_members=1)
+    image = torch.randn(1, 1, 90, 90)
+    with torch.inference_mode():
+        (whole,) = tiled_apply(model.probabilities, image, 1000, 0)
+        (no_margin,) = tiled_apply(model.probabilities, image, 30, 0)
+        (margin,) = tiled_apply(model.probabilities, image, 30, model.default_margin())
+    assert not torch.allclose(no_margin, whole, atol=1e-4)
+    torch.testing.assert_close(margin, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_nucleus_diameter_rescales_and_returns_input_shape() -> None:
+    model = _model(n_members=1)
+    frame, _ = _discs((61, 75), 3, 15, np.random.default_rng(4))
+    probs = model.predict_frame(frame, nucleus_diameter=48.0)
+    assert probs.shape == (3, 61, 75)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    assert model.scaled_size(frame.shape, 48.0) == (30, 38)
+    features = model.frame_features(frame, nucleus_diameter=12.0)
+    assert [f.shape[1:] for f in features] == [(61, 75)] * 4
+
+
+def test_make_targets_separates_touching_objects() -> None:
+    mask = np.zeros((12, 20), np.int32)
+    mask[2:10, 2:10] = 1
+    mask[2:10, 10:18] = 2
+    targets = make_targets(mask, boundary_width=1)
+    assert (targets[5, 9:11] == BOUNDARY).all()
+    assert targets[5, 5] == INTERIOR
+    assert (targets[mask == 0] == 2).all()
+    wide = make_targets(mask, boundary_width=2)
+    assert (wide[5, 8:12] == BOUNDARY).all()
+    assert (wide == BOUNDARY).sum() > (targets == BOUNDARY).sum()
+
+
+def test_estimate_nucleus_diameter() -> None:
+    _, mask = _discs((120, 120), 5, 10, np.random.default_rng(5))
+    assert estimate_nucleus_diameter(mask) == pytest.approx(20, rel=0.1)
+    assert np.isnan(estimate_nucleus_diameter(np.zeros((4, 4), np.int32)))
+
+
+def _tiny_config(**overrides: object) -> SegNetTrainingConfig:
+    settings: dict[str, object] = dict(
+        network=SegNetConfig(n_members=1, nucleus_diameter=16.0),
+        patch_size=40,
+        batch_size=4,
+        steps_per_epoch=6,
+        max_epochs=4,
+        n_validation_patches=8,
+        progress=False,
+        learning_rate=3e-3,
+    )
+    settings.update(overrides)
+    return SegNetTrainingConfig(**settings)
+
+
+def test_training_lowers_loss_and_calls_back() -> None:
+    rng = np.random.default_rng(6)
+    pairs = [_discs((64, 64), 5, 8, rng) for _ in range(4)]
+    logs = []
+    model = train_segnet(pairs, _tiny_config(), provenance={"source": "synthetic"}, callback=logs.append)
+    info = model.training_info["members"][0]
+    assert info["best_validation_loss"] < info["initial_validation_loss"]
+    assert len(logs) == info["epochs"] >= 1
+    assert logs[-1].train_loss < logs[0].train_loss or info["best_epoch"] > 1
+    assert model.training_info["data"] == {"source": "synthetic"}
+    assert model.training_info["validation_split"] == "pairs"
+    assert not model.training
+
+
+def test_training_is_seeded_and_single_image_uses_a_strip() -> None:
+    rng = np.random.default_rng(7)
+    pairs = [_discs((64, 80), 6, 8, rng)]
+    config = _tiny_config(max_epochs=1, steps_per_epoch=2)
+    first = train_segnet(pairs, config)
+    second = train_segnet(pairs, config)
+    third = train_segnet(pairs, config.model_copy(update={"seed": 1}))
+    assert first.training_info["validation_split"] == "strip"
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    differs = [not torch.equal(a, c) for a, c in zip(first.state_dict().values(), third.state_dict().values(),
+                                                     strict=True)]
+    assert any(differs)
+
+
+def test_training_time_budget_stops_early() -> None:
+    pairs = [_discs((64, 64), 5, 8, np.random.default_rng(8)) for _ in range(2)]
+    config = _tiny_config(max_epochs=1000, steps_per_epoch=1, max_seconds=1.0, patience=1000)
+    model = train_segnet(pairs, config)
+    assert model.training_info["members"][0]["stopped"] == "time"
+    assert model.training_info["members"][0]["epochs"] < 1000
+
+
+def test_training_rejects_bad_pairs() -> None:
+    image = np.zeros((10, 10), np.uint16)
+    with pytest.raises(ValueError, match="same shape"):
+        train_segnet([(image, np.zeros((10, 11), np.int32))], _tiny_config())
+    with pytest.raises(TypeError, match="integer"):
+        train_segnet([(image, np.zeros((10, 10), np.float32))], _tiny_config())
+
+
+def test_best_checkpoint_keeps_lowest_loss() -> None:
+    module = torch.nn.Linear(2, 1)
+    checkpoint = BestCheckpoint(patience=2)
+    assert checkpoint.update(1.0, module, 1)
+    best = {k: v.clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    assert not checkpoint.update(1.5, module, 2)
+    assert not checkpoint.should_stop
+    assert not checkpoint.update(1.2, module, 3)
+    assert checkpoint.should_stop
+    checkpoint.restore(module)
+    torch.testing.assert_close(module.state_dict()["weight"], best["weight"])

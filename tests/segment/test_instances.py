@@ -1,0 +1,129 @@
+"""Probabilities → instances (seeded watershed) and the SegNet segmenter stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.segmentation import find_boundaries
+
+from celltrack.models import SegNet, SegNetConfig
+from celltrack.segment import (
+    InstancesConfig,
+    SegNetSegmenter,
+    SegNetSegmenterConfig,
+    probabilities_to_instances,
+    segment_segnet,
+)
+
+torch.set_num_threads(1)
+
+
+def _disc_masks(shape: tuple[int, int], centres: list[tuple[float, float]], radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(centres, start=1):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        labels[disc & (labels == 0)] = i
+    return labels
+
+
+def _probabilities(labels: np.ndarray, with_boundaries: bool, noise: float = 0.05) -> np.ndarray:
+    """Confident maps that mimic a trained SegNet: interior, a band at edges, background."""
+    rng = np.random.default_rng(0)
+    probs = np.zeros((3, *labels.shape), np.float32)
+    boundary = find_boundaries(labels, mode="inner") & (labels > 0)
+    if not with_boundaries:
+        boundary[:] = False
+    interior = (labels > 0) & ~boundary
+    probs[0][interior], probs[1][interior], probs[2][interior] = 0.9, 0.08, 0.02
+    probs[0][boundary], probs[1][boundary], probs[2][boundary] = 0.1, 0.8, 0.1
+    background = labels == 0
+    probs[0][background], probs[1][background], probs[2][background] = 0.02, 0.03, 0.95
+    probs += rng.uniform(0, noise, probs.shape).astype(np.float32)
+    return probs / probs.sum(axis=0, keepdims=True)
+
+
+def _best_iou(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
+    target = truth == label
+    candidates = np.unique(pred[target])
+    candidates = candidates[candidates > 0]
+    if candidates.size == 0:
+        return 0.0
+    return max(float((target & (pred == c)).sum() / (target | (pred == c)).sum()) for c in candidates)
+
+
+def test_touching_discs_split_along_boundary() -> None:
+    truth = _disc_masks((60, 80), [(30, 28), (30, 50)], 12)
+    assert len(np.unique(truth)) == 3  # the discs touch (centres 22 px apart, radius 12)
+    labels = probabilities_to_instances(_probabilities(truth, with_boundaries=True))
+    assert labels.dtype == np.int32
+    assert set(np.unique(labels)) == {0, 1, 2}
+    for label in (1, 2):
+        assert _best_iou(labels, truth, label) > 0.85
+
+
+def test_merged_interiors_split_by_distance_maxima() -> None:
+    truth = _disc_masks((60, 80), [(30, 28), (30, 50)], 12)
+    probs = _probabilities(truth, with_boundaries=False)  # no boundary between the discs at all
+    labels = probabilities_to_instances(probs, InstancesConfig(split_h=2.0))
+    assert labels.max() == 2
+    for label in (1, 2):
+        assert _best_iou(labels, truth, label) > 0.8
+    merged = probabilities_to_instances(probs, InstancesConfig(split_h=0))
+    assert merged.max() == 1
+
+
+def test_tiny_fragments_removed_and_labels_consecutive() -> None:
+    truth = _disc_masks((70, 70), [(20, 20), (50, 50), (55, 12)], 10)
+    truth[truth == 3] = 0
+    truth[55:58, 10:13] = 3  # a 9 px fragment
+    probs = _probabilities(truth, with_boundaries=True, noise=0.0)
+    probs[:, 55:58, 10:13] = np.array([0.9, 0.05, 0.05], np.float32)[:, None, None]
+    config = InstancesConfig(min_area=20, min_seed_area=1, smoothing_sigma=0)
+    labels = probabilities_to_instances(probs, config)
+    np.testing.assert_array_equal(np.unique(labels), [0, 1, 2])
+    assert (labels[55:58, 10:13] == 0).all()
+    kept = probabilities_to_instances(probs, InstancesConfig(min_area=5, min_seed_area=1, smoothing_sigma=0))
+    np.testing.assert_array_equal(np.unique(kept), [0, 1, 2, 3])
+
+
+def test_hole_inside_one_object_is_filled() -> None:
+    truth = _disc_masks((50, 50), [(25, 25)], 15)
+    probs = _probabilities(truth, with_boundaries=True, noise=0.0)
+    probs[:, 24:27, 24:27] = np.array([0.0, 0.0, 1.0], np.float32)[:, None, None]
+    labels = probabilities_to_instances(probs, InstancesConfig(smoothing_sigma=0))
+    assert labels.max() == 1 and (labels[24:27, 24:27] == 1).all()
+    unfilled = probabilities_to_instances(probs, InstancesConfig(smoothing_sigma=0, fill_holes=False))
+    assert (unfilled[24:27, 24:27] == 0).all()
+
+
+def test_empty_and_invalid_probabilities() -> None:
+    empty = np.zeros((3, 20, 30), np.float32)
+    empty[2] = 1
+    labels = probabilities_to_instances(empty)
+    assert labels.shape == (20, 30) and labels.max() == 0
+    with pytest.raises(ValueError, match=r"\(3, Y, X\)"):
+        probabilities_to_instances(np.zeros((20, 30), np.float32))
+    bad = empty.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        probabilities_to_instances(bad)
+
+
+def test_segnet_segmenter_stage_runs_end_to_end() -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SegNet(SegNetConfig(n_members=1)).eval()
+    frame = np.random.default_rng(1).integers(33000, 34000, (45, 57)).astype(np.uint16)
+    segmenter = SegNetSegmenter(SegNetSegmenterConfig(tile_size=32), model=model)
+    probs = segmenter.probabilities(frame)
+    assert probs.shape == (3, 45, 57)
+    labels = segmenter.segment(frame)
+    assert labels.shape == (45, 57) and labels.dtype == np.int32
+    np.testing.assert_array_equal(segment_segnet(frame, model=model, tile_size=32), labels)
+    assert len(list(segmenter.segment_sequence(np.stack([frame, frame])))) == 2
+    with pytest.raises(ValueError, match="2-D"):
+        segmenter.segment(frame[None])
+    with pytest.raises(ValueError, match="model folder does not exist"):
+        SegNetSegmenter(SegNetSegmenterConfig(model_path="/nonexistent/model")).segment(frame)

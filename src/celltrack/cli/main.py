@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "cf-track": "cf_track",
     "segment": "segment",
     "batch": "batch",
+    "train": "train",
     "track": "track",
     "report": "report",
     "view": "view",

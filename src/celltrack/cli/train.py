@@ -1,0 +1,78 @@
+"""``celltrack train segnet|recognet --data DIR… --out MODEL``: train the networks from CTC data."""
+
+from __future__ import annotations
+
+import argparse
+
+from celltrack.cli.common import add_common_options, example
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train SegNet (segmentation) or RecogNet (nucleus identity/embedding/state) from CTC data",
+        description="Train a network from CTC sequence folders and save it as a model folder (config.json + "
+        "weights.pt). SegNet learns from NN_GT/SEG and silver truth NN_ST/SEG; RecogNet from NN_GT/TRA.",
+        epilog=example(
+            "celltrack train segnet --data data/Fluo-N2DL-HeLa/01 data/Fluo-N2DH-SIM+/01 "
+            "--out my_segnet --hold-out-frames 16"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("network", choices=("segnet", "recognet"), help="which network to train")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="CTC sequence folders (NN)")
+    parser.add_argument("--out", required=True, metavar="MODEL", help="model folder to create")
+    parser.add_argument(
+        "--hold-out-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the first N frames of every sequence out of training (default 0)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per ensemble member / in total")
+    parser.add_argument("--members", type=int, default=None, help="SegNet ensemble size")
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="training batches per epoch")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="K",
+        help="add K synthetic movies from the built-in generator (SegNet)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
+    add_common_options(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from celltrack.pipeline.track import resolve_device
+
+    device = str(resolve_device(args.device))
+    if args.network == "segnet":
+        from celltrack.pipeline.train import train_segnet_from_folders
+
+        overrides: dict = {"seed": args.seed, "device": device, "progress": not args.quiet}
+        if args.epochs is not None:
+            overrides |= {"max_epochs": args.epochs, "patience": args.epochs}
+        if args.steps_per_epoch is not None:
+            overrides["steps_per_epoch"] = args.steps_per_epoch
+        if args.members is not None:
+            overrides["network"] = {"n_members": args.members}
+        out = train_segnet_from_folders(
+            args.data, args.out, args.hold_out_frames, args.synthetic, overrides, args.overwrite
+        )
+    else:
+        from celltrack.pipeline.train import train_recognet_from_folders
+
+        out = train_recognet_from_folders(
+            args.data,
+            args.out,
+            args.hold_out_frames,
+            epochs=args.epochs,
+            seed=args.seed,
+            device=device,
+            overwrite=args.overwrite,
+        )
+    print(f"celltrack train {args.network}: model saved to {out}")
+    return 0

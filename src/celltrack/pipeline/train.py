@@ -1,0 +1,155 @@
+"""Training data from CTC folders, and the training runs behind ``celltrack train``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from celltrack.io import find_ground_truth, open_sequence, read_gt
+
+logger = logging.getLogger(__name__)
+
+
+def merge_gold_into_silver(silver: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
+    """Silver-truth instances with the (often partial) gold truth pasted over them.
+
+    A silver object mostly covered by gold objects is replaced by them; the rest is kept, so
+    that every nucleus stays labelled (unlabelled nuclei would be taught as background).
+
+    Parameters
+    ----------
+    silver, gold : numpy.ndarray, shape (Y, X)
+        Instance masks (``gold`` may be None).
+
+    Returns
+    -------
+    numpy.ndarray, shape (Y, X), int32
+        Consecutive labels.
+    """
+    merged = silver.astype(np.int32)
+    if gold is not None:
+        if gold.shape != silver.shape:
+            raise ValueError(f"gold mask {gold.shape} and silver mask {silver.shape} differ in shape")
+        gold = gold.astype(np.int32)
+        covered = np.bincount(merged[gold > 0], minlength=merged.max() + 1)
+        sizes = np.bincount(merged.ravel(), minlength=merged.max() + 1)
+        mostly_gold = covered > 0.5 * np.maximum(sizes, 1)
+        mostly_gold[0] = False
+        merged[mostly_gold[merged]] = 0
+        merged[gold > 0] = gold[gold > 0] + merged.max()
+    _, consecutive = np.unique(merged, return_inverse=True)
+    return consecutive.reshape(merged.shape).astype(np.int32)
+
+
+@dataclass
+class SegmentationData:
+    """Image/mask pairs of one or more CTC sequences, with their provenance."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    diameters: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    held_out: dict[str, list[int]] = field(default_factory=dict)
+    dataset_diameters: dict[str, float] = field(default_factory=dict)
+
+
+def segmentation_pairs(seq_dirs: Sequence[str | Path], hold_out_frames: int = 0) -> SegmentationData:
+    """Training pairs from CTC sequence folders (``NN`` with ``NN_GT/SEG`` and/or ``NN_ST/SEG`` beside it).
+
+    Parameters
+    ----------
+    seq_dirs : sequence of path
+        CTC sequence folders.
+    hold_out_frames : int
+        The first frames of every sequence kept out of training (for honest evaluation).
+
+    Returns
+    -------
+    SegmentationData
+    """
+    from celltrack.models import estimate_nucleus_diameter
+
+    data = SegmentationData()
+    for seq_dir in seq_dirs:
+        seq_dir = Path(seq_dir)
+        images = open_sequence(seq_dir)
+        truth = find_ground_truth(seq_dir)
+        gold = read_gt(truth["GT"]).seg if "GT" in truth else {}
+        silver = read_gt(truth["ST"]).seg if "ST" in truth else {}
+        frames = sorted(set(gold) | set(silver))
+        if not frames:
+            raise ValueError(
+                f"{seq_dir}: no SEG masks in {seq_dir.name}_GT/SEG or {seq_dir.name}_ST/SEG to train on"
+            )
+        name = f"{seq_dir.parent.name}/{seq_dir.name}"
+        data.held_out[name] = [t for t in frames if t < hold_out_frames]
+        diameters = []
+        first = len(data.pairs)
+        for t in frames:
+            if t < hold_out_frames:
+                continue
+            gold_mask = tifffile.imread(gold[t]) if t in gold else None
+            mask = merge_gold_into_silver(tifffile.imread(silver[t]), gold_mask) if t in silver else gold_mask
+            data.pairs.append((images[t], mask))
+            data.names.append(f"{name}/t{t:03d}")
+            diameters.append(estimate_nucleus_diameter(mask))
+        if not diameters:
+            raise ValueError(f"{seq_dir}: every SEG frame is held out; lower --hold-out-frames")
+        diameter = float(np.median(diameters))
+        data.dataset_diameters[name] = round(diameter, 2)
+        data.diameters += [diameter] * (len(data.pairs) - first)
+    return data
+
+
+def synthetic_pairs(count: int, seed: int = 0) -> SegmentationData:
+    """Pairs from ``count`` synthetic movies (a few frames each) of the package's own generator."""
+    from celltrack.models import estimate_nucleus_diameter
+    from celltrack.synthetic import generate_movie
+
+    data = SegmentationData()
+    for i in range(count):
+        movie = generate_movie(frames=4, height=256, width=256, nuclei=40, seed=seed + i)
+        for t in range(len(movie.images)):
+            data.pairs.append((movie.images[t], movie.labels[t].astype(np.int32)))
+            data.names.append(f"synthetic/{seed + i}/t{t:03d}")
+        diameter = float(np.median([estimate_nucleus_diameter(m) for _, m in data.pairs[-4:]]))
+        data.diameters += [diameter] * len(movie.images)
+    return data
+
+
+def train_segnet_from_folders(
+    seq_dirs: Sequence[str | Path],
+    out: str | Path,
+    hold_out_frames: int = 0,
+    synthetic: int = 0,
+    overrides: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """``celltrack train segnet``: read CTC training data, train a SegNet ensemble, save the model folder."""
+    from celltrack.io import check_output
+    from celltrack.models import SegNetTrainingConfig, train_segnet
+
+    check_output(out, overwrite)
+    config = SegNetTrainingConfig.model_validate(overrides or {})
+    data = segmentation_pairs(seq_dirs, hold_out_frames)
+    if synthetic:
+        extra = synthetic_pairs(synthetic, seed=config.seed)
+        data.pairs += extra.pairs
+        data.diameters += extra.diameters
+        data.names += extra.names
+    logger.info("training SegNet on %d frames (%s)", len(data.pairs), data.dataset_diameters)
+    provenance = {
+        "datasets": [str(Path(d)) for d in seq_dirs],
+        "held_out": data.held_out,
+        "dataset_diameters_px": data.dataset_diameters,
+        "synthetic_movies": synthetic,
+        "n_pairs": len(data.pairs),
+        "command": "celltrack train segnet",
+    }
+    model = train_segnet(data.pairs, config, pair_diameters=data.diameters, provenance=provenance)
+    return model.save(out, overwrite=overwrite)

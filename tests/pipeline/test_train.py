@@ -1,0 +1,58 @@
+"""``celltrack train``: CTC folders to a model folder that reloads and segments."""
+
+import numpy as np
+import pytest
+
+from celltrack.cli.main import main
+from celltrack.io import write_ctc_dataset
+from celltrack.models import SegNet
+from celltrack.pipeline.train import merge_gold_into_silver, segmentation_pairs
+from celltrack.synthetic import generate_movie
+
+
+@pytest.fixture(scope="module")
+def movie_dir(tmp_path_factory):
+    movie = generate_movie(frames=4, height=64, width=64, nuclei=5, seed=2)
+    root = tmp_path_factory.mktemp("train") / "movie"
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
+    return root
+
+
+def test_gold_replaces_silver_where_it_exists():
+    silver = np.zeros((10, 10), np.int32)
+    silver[0:4, 0:4] = 1
+    silver[6:9, 6:9] = 2
+    gold = np.zeros_like(silver)
+    gold[0:5, 0:5] = 7  # a better outline of nucleus 1
+    merged = merge_gold_into_silver(silver, gold)
+    assert len(np.unique(merged)) == 3  # background + the gold nucleus + the silver-only nucleus
+    assert merged[4, 4] > 0 and merged[7, 7] > 0 and merged[4, 4] != merged[7, 7]
+
+
+def test_pairs_from_ctc_folders_hold_out_first_frames(movie_dir):
+    data = segmentation_pairs([movie_dir / "01"], hold_out_frames=1)
+    assert len(data.pairs) == 3 and data.names[0].endswith("t001")
+    assert data.held_out["movie/01"] == [0]
+    image, mask = data.pairs[0]
+    assert image.shape == mask.shape == (64, 64) and mask.max() > 0
+
+
+def test_pairs_need_seg_masks(tmp_path, movie_dir):
+    import shutil
+
+    shutil.copytree(movie_dir / "01", tmp_path / "01")
+    with pytest.raises(ValueError, match="no SEG masks"):
+        segmentation_pairs([tmp_path / "01"])
+
+
+def test_train_segnet_cli_writes_a_loadable_model(movie_dir, tmp_path):
+    out = tmp_path / "model"
+    code = main(["train", "segnet", "--data", str(movie_dir / "01"), "--out", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "2", "--members", "1", "-q"])
+    assert code == 0
+    model = SegNet.load(out)
+    provenance = model.training_info["data"]
+    assert provenance["n_pairs"] == 4 and provenance["command"] == "celltrack train segnet"
+    probabilities = model.predict_frame(np.zeros((33, 47), np.uint16))
+    assert probabilities.shape == (3, 33, 47)
+    assert main(["train", "segnet", "--data", str(movie_dir / "01"), "--out", str(out)]) == 2  # exists

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 import tifffile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
@@ -29,16 +29,46 @@ class SegmentationConfig(BaseModel):
 
     method: Literal["auto", "segnet", "classic"] = Field("auto", description="Segmentation method.")
     model: Path | None = Field(None, description="SegNet model folder; None = the shipped default.")
-    nucleus_diameter: float | None = Field(
-        None, gt=0, description="Nucleus diameter in the movie (px); None = as in the model's training data."
+    nucleus_diameter: float | Literal["auto"] | None = Field(
+        "auto",
+        description="Nucleus diameter in the movie (px), used to rescale frames to the model's scale; 'auto' "
+        "measures it on a frame with the classic segmenter; None = use frames as they are.",
     )
+
+    @field_validator("nucleus_diameter")
+    @classmethod
+    def _positive(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float | int) and value <= 0:
+            raise ValueError(f"nucleus_diameter must be positive, got {value}")
+        return value
+
     classic: ClassicConfig = Field(default_factory=ClassicConfig)
 
 
+def estimate_diameter(frame: np.ndarray) -> float | None:
+    """Median equivalent diameter (px) of the nuclei the classic segmenter finds in ``frame``."""
+    labels = ClassicSegmenter().segment(frame)
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas > 0]
+    return float(2 * np.sqrt(np.median(areas) / np.pi)) if len(areas) else None
+
+
 def build_segmenter(
-    config: SegmentationConfig, device: str = "cpu"
+    config: SegmentationConfig, device: str = "cpu", sample: np.ndarray | None = None
 ) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """The segmentation function a config asks for, and the name of the method actually used."""
+    """The segmentation function a config asks for, and the name of the method actually used.
+
+    Parameters
+    ----------
+    config : SegmentationConfig
+    device : str
+    sample : numpy.ndarray, shape (Y, X), optional
+        A frame of the movie, to measure the nucleus diameter when it is ``"auto"``.
+    """
+    if config.nucleus_diameter == "auto":
+        diameter = estimate_diameter(sample) if sample is not None else None
+        logger.info("nucleus diameter measured on a frame: %s px", f"{diameter:.1f}" if diameter else "none")
+        config = config.model_copy(update={"nucleus_diameter": diameter})
     if config.method == "classic":
         classic = config.classic
         if config.nucleus_diameter is not None:
@@ -83,7 +113,7 @@ def run_segmentation(
     """Segment every frame and write ``maskTTT.tif`` label images (+ ``celltrack.json``) atomically."""
     config = config or SegmentationConfig()
     images = images if isinstance(images, ImageSequence) else open_sequence(images)
-    method, segment = build_segmenter(config, device)
+    method, segment = build_segmenter(config, device, images[len(images) // 2] if len(images) else None)
     timer = StageTimer()
     n = len(images)
     counts = []

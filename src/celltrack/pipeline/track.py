@@ -173,9 +173,11 @@ def run_tracking(
     if detections is not None:
         check_detections_match(images, detections)
     timer = StageTimer()
-    method, segment = (
-        ("given", None) if detections is not None else build_segmenter(config.segmentation, device)
-    )
+    torch_device = resolve_device(device)
+    method, segment = "given", None
+    if detections is None:
+        sample = images[len(images) // 2] if len(images) else None
+        method, segment = build_segmenter(config.segmentation, str(torch_device), sample)
     with atomic_output_dir(out_dir, overwrite) as tmp:
         store = tmp / ".labels"
         store.mkdir()
@@ -187,7 +189,7 @@ def run_tracking(
             graph = linker.link(
                 table,
                 images,
-                device=resolve_device(device),
+                device=torch_device,
                 progress=lambda it: progress(it, len(images), "link"),
             )
         with timer.stage("writing"):

@@ -51,7 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="L1,L2,...",
         help="track only these first-frame labels (default: all)",
     )
-    parser.add_argument("--features", default="raw", help="feature layers for the filters (default raw)")
+    parser.add_argument(
+        "--features",
+        default="raw",
+        help="feature layers for the filters: raw, segnet or recognet (default raw)",
+    )
+    parser.add_argument(
+        "--cache-features",
+        metavar="DIR",
+        default=None,
+        help="zarr folder caching network feature maps per frame (float16), reused by later runs",
+    )
     parser.add_argument(
         "--momentum",
         action="store_true",
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress_for(args),
             on_frame=on_frame if callbacks else None,
             selected_label=args.select,
+            cache_features=args.cache_features,
         )
     s = run_result.summary()
     print(

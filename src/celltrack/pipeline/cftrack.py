@@ -25,13 +25,38 @@ from celltrack.segment.classic import ClassicSegmenter
 
 logger = logging.getLogger(__name__)
 
-FEATURES: tuple[str, ...] = ("raw",)
+FEATURES: tuple[str, ...] = ("raw", "segnet")
 
 
-def build_extractor(name: str, device: torch.device) -> FeatureExtractor:
-    """The feature extractor called ``name`` (``raw``; ``segnet`` and ``recognet`` when installed)."""
+def build_extractor(
+    name: str,
+    device: torch.device,
+    nucleus_diameter: float | None = None,
+    cache_dir: str | Path | None = None,
+) -> FeatureExtractor:
+    """The feature extractor called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``raw``, ``segnet`` (the shipped SegNet's conv layers 1–4) or ``recognet``.
+    device : torch.device
+    nucleus_diameter : float, optional
+        Nucleus diameter in the movie (px), so that network features see nuclei at their training scale.
+    cache_dir : path, optional
+        zarr folder caching network feature maps per frame.
+    """
     if name == "raw":
         return RawExtractor(device=device)
+    cache = None
+    if cache_dir is not None:
+        from celltrack.io.feature_cache import FeatureCache
+
+        cache = FeatureCache(cache_dir, namespace=f"{name}-{nucleus_diameter or 'native'}")
+    if name == "segnet":
+        from celltrack.features.segnet import SegNetFeatures
+
+        return SegNetFeatures(nucleus_diameter=nucleus_diameter, device=device, cache=cache)
     raise ValueError(f"unknown features {name!r}; choose one of {', '.join(FEATURES)}")
 
 
@@ -98,6 +123,7 @@ def run_cf_track(
     progress: Progress = no_progress,
     on_frame: Callable[[FrameState], None] | None = None,
     selected_label: int | None = None,
+    cache_features: str | Path | None = None,
 ) -> CFTrackRun:
     """Follow first-frame nuclei with correlation filters and write the results.
 
@@ -123,9 +149,10 @@ def run_cf_track(
             raise ValueError(f"{init_path}: --init must be an integer label image, got {init.dtype}")
     timer = StageTimer()
     torch_device = resolve_device(device)
-    extractor = build_extractor(features, torch_device)
     with atomic_output_dir(out_dir, overwrite) as tmp:
         targets = initial_targets(images, init, detections, cells)
+        diameter = float(2 * np.sqrt(np.median(targets["area"]) / np.pi))
+        extractor = build_extractor(features, torch_device, diameter, cache_features)
         selected = 0
         if selected_label is not None and selected_label in set(targets["label"]):
             selected = int(np.flatnonzero(targets["label"].to_numpy() == selected_label)[0])
@@ -148,6 +175,15 @@ def run_cf_track(
         inputs: dict[str, Any] = {"images": sequence_fingerprint(images)}
         if detections is not None:
             inputs["detections"] = sequence_fingerprint(detections)
+        cache = getattr(extractor, "cache", None)
+        if cache is not None:
+            logger.info(
+                "feature cache %s: %.1f MB per frame (float16), %d hits, %d misses",
+                cache.path,
+                cache.megabytes_per_frame(),
+                cache.hits,
+                cache.misses,
+            )
         full_config = {
             "tracker": (config or CFTrackerConfig()).model_dump(mode="json"),
             "features": features,

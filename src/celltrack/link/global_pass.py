@@ -1,0 +1,271 @@
+"""Temporally global second pass over track segments (after Jaqaman et al. 2008).
+
+The frame-to-frame pass leaves segments: chains of one-to-one links. This pass joins them:
+
+1. A segment *end* whose two nearest new segment *starts* in the next frame look like its daughters
+   (a mother whose appearance changed too much for the frame-to-frame link) becomes a division.
+2. One assignment problem over all segment starts (columns) against segment ends (gap closing over up to
+   ``gaps.max_gap`` missing frames) and mid-segment nodes (a division: the start is a second daughter of
+   a node that already has one successor). Each start may instead be a birth, each end a death.
+3. Daughter branches that live only ``global_pass.min_branch_length`` frames or fewer and then end are
+   false divisions: they are cut off from their mother.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from celltrack.link.costs import Scene
+from celltrack.link.divisions import division_cost
+from celltrack.link.forward import ForwardResult
+from celltrack.link.lap import solve_sparse_assignment
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LinkState", "global_pass"]
+
+_HISTORY = 10  # nodes of a mother's past used for its reference intensity
+
+
+class LinkState:
+    """Mutable successor/predecessor structure over node ids."""
+
+    def __init__(self, n: int, sources: np.ndarray, targets: np.ndarray) -> None:
+        self.predecessor = np.full(n, -1, np.int64)
+        self.successors: list[list[int]] = [[] for _ in range(n)]
+        for s, t in zip(sources.tolist(), targets.tolist(), strict=True):
+            self.add(s, t)
+
+    def add(self, source: int, target: int) -> None:
+        """Add a link ``source -> target``."""
+        if self.predecessor[target] >= 0:
+            raise RuntimeError(f"node {target} already has a predecessor")
+        self.predecessor[target] = source
+        self.successors[source].append(target)
+
+    def remove(self, source: int, target: int) -> None:
+        """Remove the link ``source -> target``."""
+        self.successors[source].remove(target)
+        self.predecessor[target] = -1
+
+    def out_degree(self) -> np.ndarray:
+        """Successor count of every node."""
+        return np.fromiter((len(s) for s in self.successors), np.int64, count=len(self.successors))
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """All links as ``(sources, targets)`` sorted by target."""
+        targets = np.flatnonzero(self.predecessor >= 0)
+        return self.predecessor[targets], targets
+
+
+def _reference_intensity(scene: Scene, state: LinkState, nodes: np.ndarray) -> np.ndarray:
+    """Median intensity of up to ``_HISTORY`` predecessors of each node (NaN if none or unknown)."""
+    reference = np.full(len(nodes), np.nan)
+    if scene.intensity is None:
+        return reference
+    for i, node in enumerate(nodes.tolist()):
+        history = []
+        current = int(state.predecessor[node])
+        while current >= 0 and len(history) < _HISTORY:
+            history.append(scene.intensity[current])
+            current = int(state.predecessor[current])
+        if history:
+            reference[i] = float(np.median(history))
+    return reference
+
+
+def _lookup_response(forward: ForwardResult, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Recorded filter responses for (source, target) pairs; NaN where none was recorded."""
+    if len(forward.pair_source) == 0 or len(sources) == 0:
+        return np.full(len(sources), np.nan)
+    n = int(max(forward.pair_target.max(), targets.max())) + 1
+    recorded = forward.pair_source * n + forward.pair_target
+    order = np.argsort(recorded, kind="stable")
+    recorded = recorded[order]
+    wanted = sources * n + targets
+    position = np.clip(np.searchsorted(recorded, wanted), 0, len(recorded) - 1)
+    found = recorded[position] == wanted
+    return np.where(found, forward.pair_response[order][position], np.nan)
+
+
+def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    beta = float(scene.config.motion.velocity_weight)
+    return scene.yx[nodes] + (beta * steps)[:, None] * forward.velocity[nodes]
+
+
+def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, last_frame: int) -> int:
+    """Turn segment ends whose next frame holds two daughter-like starts into divisions."""
+    division = scene.config.division
+    degree = state.out_degree()
+    ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
+    starts = np.flatnonzero((state.predecessor < 0) & (scene.frame > scene.frame.min()))
+    if len(ends) == 0 or len(starts) < 2:
+        return 0
+    hypotheses: list[tuple[int, int, int]] = []
+    by_frame: dict[int, np.ndarray] = {}
+    for frame in np.unique(scene.frame[starts]).tolist():
+        by_frame[frame] = starts[scene.frame[starts] == frame]
+    for mother in ends.tolist():
+        candidates = by_frame.get(int(scene.frame[mother]) + 1)
+        if candidates is None or len(candidates) < 2:
+            continue
+        distance = np.linalg.norm(scene.yx[candidates] - scene.yx[mother], axis=1)
+        near = candidates[distance <= float(division.max_distance)]
+        for i in range(len(near)):
+            for j in range(i + 1, len(near)):
+                hypotheses.append((mother, int(near[i]), int(near[j])))
+    if not hypotheses:
+        return 0
+    mother, daughter_a, daughter_b = (np.asarray(h, np.int64) for h in zip(*hypotheses, strict=True))
+    reference = _reference_intensity(scene, state, mother)
+    cost = division_cost(scene, mother, daughter_a, daughter_b, reference)
+    # The mother would otherwise end and both daughters start; one daughter continuing the mother is
+    # what a division adds to the frame-to-frame picture, so it competes with a death and one birth.
+    alternative = scene.end_cost(_predicted(scene, forward, mother, np.ones(len(mother)))) + np.minimum(
+        scene.end_cost(scene.yx[daughter_a]), scene.end_cost(scene.yx[daughter_b])
+    )
+    accepted = 0
+    used: set[int] = set()
+    for h in np.argsort(cost - alternative, kind="stable").tolist():
+        if not cost[h] < alternative[h]:
+            break
+        nodes = (int(mother[h]), int(daughter_a[h]), int(daughter_b[h]))
+        if used.intersection(nodes):
+            continue
+        used.update(nodes)
+        state.add(nodes[0], nodes[1])
+        state.add(nodes[0], nodes[2])
+        accepted += 1
+    return accepted
+
+
+def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_appearance: bool) -> int:
+    """One assignment of segment starts to gap-closing ends and division (split) points."""
+    config = scene.config
+    first_frame, last_frame = int(scene.frame.min()), int(scene.frame.max())
+    degree = state.out_degree()
+    starts = np.flatnonzero((state.predecessor < 0) & (scene.frame > first_frame))
+    ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
+    if len(starts) == 0:
+        return 0
+    start_tree = cKDTree(scene.yx[starts])
+    start_frame = scene.frame[starts]
+    reach = float(config.motion.reach)
+    max_steps = config.gaps.max_gap + 1
+
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    costs: list[np.ndarray] = []
+    # gap closing: end e (frame te) -> start s (frame te + g), 1 <= g <= max_gap + 1
+    source_nodes: list[np.ndarray] = [ends]
+    if len(ends):
+        for steps in range(1, max_steps + 1):
+            predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
+            found = start_tree.query_ball_point(predicted, r=reach * np.sqrt(steps))
+            r = np.repeat(np.arange(len(ends)), [len(f) for f in found])
+            c = np.fromiter((x for f in found for x in f), np.int64, count=len(r))
+            right_frame = start_frame[c] == scene.frame[ends[r]] + steps
+            r, c = r[right_frame], c[right_frame]
+            if len(r) == 0:
+                continue
+            squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
+            response = _lookup_response(forward, ends[r], starts[c]) if use_appearance else None
+            cost = scene.link_cost(ends[r], starts[c], squared, steps, response)
+            cost = cost + config.gaps.penalty * scene.gate * (steps - 1)
+            rows.append(r)
+            cols.append(c)
+            costs.append(cost)
+    # divisions: a node with exactly one successor k at frame t, start s at t + 1 -> daughters (k, s)
+    split_nodes = np.zeros(0, np.int64)
+    if config.division.enabled:
+        single = np.flatnonzero(degree == 1)
+        successor = np.array([state.successors[m][0] for m in single.tolist()], np.int64)
+        consecutive = scene.frame[successor] == scene.frame[single] + 1
+        single, successor = single[consecutive], successor[consecutive]
+        if len(single):
+            found = start_tree.query_ball_point(scene.yx[single], r=float(config.division.max_distance))
+            r = np.repeat(np.arange(len(single)), [len(f) for f in found])
+            c = np.fromiter((x for f in found for x in f), np.int64, count=len(r))
+            right_frame = start_frame[c] == scene.frame[single[r]] + 1
+            r, c = r[right_frame], c[right_frame]
+            if len(r):
+                reference = _reference_intensity(scene, state, single[r])
+                cost = division_cost(scene, single[r], starts[c], successor[r], reference)
+                rows.append(len(ends) + r)
+                cols.append(c)
+                costs.append(cost)
+                split_nodes = single
+    if not rows:
+        return 0
+    source_nodes.append(split_nodes)
+    sources = np.concatenate(source_nodes)
+    row_alternative = np.concatenate(
+        [scene.end_cost(_predicted(scene, forward, ends, np.ones(len(ends)))), np.zeros(len(split_nodes))]
+    )
+    col_alternative = scene.end_cost(scene.yx[starts])
+    linked_rows, linked_cols = solve_sparse_assignment(
+        np.concatenate(rows), np.concatenate(cols), np.concatenate(costs), row_alternative, col_alternative
+    )
+    for r, c in zip(linked_rows.tolist(), linked_cols.tolist(), strict=True):
+        state.add(int(sources[r]), int(starts[c]))
+    return len(linked_rows)
+
+
+def _branch_length(state: LinkState, start: int) -> tuple[int, bool]:
+    """Frames a branch lives from ``start`` until it ends or divides, and whether it ends (no successor)."""
+    length, node = 1, start
+    while len(state.successors[node]) == 1:
+        node = state.successors[node][0]
+        length += 1
+    return length, len(state.successors[node]) == 0
+
+
+def _prune_short_branches(scene: Scene, state: LinkState, last_frame: int) -> int:
+    """Cut daughter branches that end within ``min_branch_length`` frames (not at the movie's end)."""
+    limit = scene.config.global_pass.min_branch_length
+    if limit <= 0:
+        return 0
+    cut = 0
+    for mother in np.flatnonzero(state.out_degree() >= 2).tolist():
+        branches = []
+        for daughter in list(state.successors[mother]):
+            length, ends = _branch_length(state, daughter)
+            branch_end = int(scene.frame[daughter]) + length - 1
+            branches.append((daughter, length, ends and branch_end < last_frame))
+        short = [b for b in branches if b[2] and b[1] <= limit]
+        if short and len(short) < len(branches):
+            for daughter, _, _ in short:
+                state.remove(mother, daughter)
+                cut += 1
+    return cut
+
+
+def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> LinkState:
+    """Join the frame-to-frame segments into lineages.
+
+    Parameters
+    ----------
+    scene : Scene
+    forward : ForwardResult
+        Output of :func:`celltrack.link.forward.forward_pass`.
+    use_appearance : bool
+        Whether recorded filter responses enter the gap-closing cost.
+
+    Returns
+    -------
+    LinkState
+        All links (forward ones plus gap closings and divisions, minus pruned branches).
+    """
+    n = len(scene.frame)
+    state = LinkState(n, forward.sources, forward.targets)
+    if n == 0 or not scene.config.global_pass.enabled:
+        return state
+    last_frame = int(scene.frame.max())
+    divisions = _mother_divisions(scene, state, forward, last_frame) if scene.config.division.enabled else 0
+    joined = _join_segments(scene, state, forward, use_appearance)
+    pruned = _prune_short_branches(scene, state, last_frame)
+    logger.debug("global pass: %d mother divisions, %d joins, %d pruned", divisions, joined, pruned)
+    return state

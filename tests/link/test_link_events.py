@@ -1,0 +1,154 @@
+"""Lineage events: divisions, false divisions, gaps, cells entering and leaving the field of view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from celltrack.link import LinkerConfig, link_tracks
+from celltrack.link.costs import Scene
+from celltrack.link.divisions import division_cost
+from celltrack.synthetic import dividing_nucleus, drifting_nuclei, generate_movie, static_nuclei
+
+
+def node_of(graph, frame: int, label: int) -> int:
+    nodes = graph.nodes
+    match = nodes.index[(nodes["frame"] == frame) & (nodes["label"] == label)]
+    assert len(match) == 1
+    return int(match[0])
+
+
+@pytest.mark.parametrize("with_frames", [True, False])
+def test_division_recovered_with_right_parent(with_frames: bool, detections_of) -> None:
+    movie = dividing_nucleus(frames=10, division_frame=5, seed=0)
+    detections = detections_of(movie.labels)
+    graph = link_tracks(detections, list(movie.images) if with_frames else None)
+    divisions = graph.divisions()
+    assert len(divisions) == 1
+    mother = int(divisions[0])
+    assert graph.nodes.loc[mother, ["frame", "label"]].tolist() == [4, 1]
+    daughters = graph.edges.loc[graph.edges["source"] == mother, "target"]
+    assert sorted(graph.nodes.loc[daughters, "label"].tolist()) == [2, 3]
+    # CTC view: three tracks, both daughters name the mother's track as parent
+    tracks = graph.tracks().tracks.set_index("label")
+    node_track = graph.tracks().node_track
+    mother_track = int(node_track[mother])
+    children = tracks[tracks["parent"] == mother_track]
+    assert len(tracks) == 3 and len(children) == 2
+    assert (children["begin"] == 5).all()
+
+
+def test_division_geometry_prefers_symmetric_daughters() -> None:
+    detections = pd.DataFrame(
+        {
+            "frame": [0, 1, 1, 1],
+            "label": [1, 2, 3, 4],
+            "y": [50.0, 50.0, 50.0, 50.0],
+            "x": [50.0, 41.0, 59.0, 51.0],
+            "area": [300, 150, 150, 150],
+        }
+    )
+    config = LinkerConfig(diameter=18.0, motion={"sigma": 3.0}).resolve(detections)
+    scene = Scene.build(detections, config, frame_shape=(100, 100))
+    cost = division_cost(scene, np.array([0, 0]), np.array([1, 1]), np.array([2, 3]))
+    assert cost[0] < cost[1]
+    assert cost[0] < scene.end_cost(scene.yx[[1]])[0]  # cheaper than a birth: plausible division
+    bright = detections.assign(mitosis_score=[1.0, 1.0, 1.0, 0.0])
+    scored = division_cost(
+        Scene.build(bright, config, (100, 100)), np.array([0]), np.array([1]), np.array([2])
+    )
+    assert scored[0] < cost[0]
+
+
+def over_segmented_nucleus() -> pd.DataFrame:
+    """A still nucleus split into two fragments on one frame only (a false division), plus a neighbour."""
+    rows = []
+    for t in range(8):
+        rows.append((t, 1, 50.0, 50.0, 300))
+        rows.append((t, 2, 50.0, 110.0, 300))
+    rows = [r for r in rows if not (r[0] == 4 and r[1] == 1)]
+    rows += [(4, 3, 50.0, 44.0, 150), (4, 4, 50.0, 56.0, 150)]
+    return pd.DataFrame(rows, columns=["frame", "label", "y", "x", "area"])
+
+
+def test_short_false_division_is_removed() -> None:
+    detections = over_segmented_nucleus()
+    config = {"diameter": 20.0, "motion": {"sigma": 3.0}, "frame_shape": (100, 160)}
+    graph = link_tracks(detections, **config)
+    assert len(graph.divisions()) == 0
+    # the fragment that continues is linked through; the other is a one-frame track
+    assert len(graph.edges) == len(detections) - 3
+    kept = link_tracks(detections, global_pass={"min_branch_length": 0}, **config)
+    assert len(kept.divisions()) == 1
+
+
+@pytest.mark.parametrize("missing", [[3], [3, 4]])
+@pytest.mark.parametrize("with_frames", [True, False])
+def test_gaps_are_closed(missing: list[int], with_frames: bool, detections_of) -> None:
+    movie = drifting_nuclei(velocity=(0.5, 1.0), n=3, frames=9, seed=4)
+    detections = detections_of(movie.labels)
+    label = int(detections["label"].min())
+    dropped = detections["frame"].isin(missing) & (detections["label"] == label)
+    detections = detections[~dropped].reset_index(drop=True)
+    graph = link_tracks(detections, list(movie.images) if with_frames else None)
+    src, dst = graph.edges["source"], graph.edges["target"]
+    assert (graph.nodes.loc[src, "label"].to_numpy() == graph.nodes.loc[dst, "label"].to_numpy()).all()
+    before, after = min(missing) - 1, max(missing) + 1
+    gap_edge = (node_of(graph, before, label), node_of(graph, after, label))
+    assert gap_edge in set(zip(src.tolist(), dst.tolist(), strict=True))
+    assert len(graph.edges) == len(detections) - detections["label"].nunique()
+    # CTC semantics: the gap starts a new track whose parent is the track before it
+    tracks = graph.tracks().tracks
+    assert len(tracks) == detections["label"].nunique() + 1
+    assert (tracks["parent"] > 0).sum() == 1
+
+
+def test_gaps_longer_than_max_gap_stay_open(detections_of) -> None:
+    movie = static_nuclei(n=2, frames=8, seed=5)
+    detections = detections_of(movie.labels)
+    label = int(detections["label"].min())
+    detections = detections[~(detections["frame"].isin([2, 3, 4]) & (detections["label"] == label))]
+    shape = movie.labels.shape[1:]
+    graph = link_tracks(detections.reset_index(drop=True), gaps={"max_gap": 2}, frame_shape=shape)
+    assert len(graph.edges) == len(detections) - 3
+    closed = link_tracks(detections.reset_index(drop=True), gaps={"max_gap": 3}, frame_shape=shape)
+    assert len(closed.edges) == len(detections) - 2
+
+
+def test_cells_leaving_the_field_end_cleanly(detections_of, labels_per_track) -> None:
+    movie = drifting_nuclei(velocity=(0.0, 4.0), n=5, frames=12, height=80, width=80, seed=2)
+    detections = detections_of(movie.labels)
+    graph = link_tracks(detections, list(movie.images))
+    assert (labels_per_track(graph) == 1).all()
+    assert len(graph.edges) == len(detections) - detections["label"].nunique()
+    assert len(graph.divisions()) == 0
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_cells_entering_start_new_tracks(seed: int, detections_of) -> None:
+    movie = generate_movie(
+        frames=15,
+        height=96,
+        width=96,
+        nuclei=3,
+        entry_rate=0.6,
+        division_probability=0.0,
+        death_probability=0.0,
+        speed=1.0,
+        seed=seed,
+    )
+    truth = pd.DataFrame(movie.tracks, columns=["label", "begin", "end", "parent"]).set_index("label")
+    entering = truth[(truth["begin"] > 0) & (truth["parent"] == 0)]
+    assert len(entering) >= 2, "scene should contain entering cells"
+    detections = detections_of(movie.labels)
+    graph = link_tracks(detections, list(movie.images))
+    assert len(graph.divisions()) == 0, "an entering cell was taken for a daughter"
+    nodes = graph.nodes
+    for source, target in zip(graph.edges["source"], graph.edges["target"], strict=True):
+        before, after = int(nodes.loc[source, "label"]), int(nodes.loc[target, "label"])
+        if before != after:
+            # the only admissible confusion: a cell that just left, replaced by one entering at that spot
+            assert truth.loc[before, "end"] == nodes.loc[source, "frame"]
+            assert truth.loc[after, "begin"] == nodes.loc[target, "frame"]
+            assert min(nodes.loc[target, ["y", "x"]].min(), 95 - nodes.loc[target, ["y", "x"]].max()) < 15

@@ -108,7 +108,8 @@ def _label_frames(
                 )
         labels = labels.astype(np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
         tifffile.imwrite(store / frame_name("labels", t, n), labels)
-        tables.append(measure_detections(labels, t, image))
+        # the linker measures intensity itself, over the central part of each nucleus
+        tables.append(measure_detections(labels, t))
     return (
         pd.concat(tables, ignore_index=True) if tables else measure_detections(np.zeros((1, 1), np.uint16), 0)
     )

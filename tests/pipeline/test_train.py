@@ -47,8 +47,23 @@ def test_pairs_need_seg_masks(tmp_path, movie_dir):
 
 def test_train_segnet_cli_writes_a_loadable_model(movie_dir, tmp_path):
     out = tmp_path / "model"
-    code = main(["train", "segnet", "--data", str(movie_dir / "01"), "--out", str(out), "--epochs", "1",
-                 "--steps-per-epoch", "2", "--members", "1", "-q"])
+    code = main(
+        [
+            "train",
+            "segnet",
+            "--data",
+            str(movie_dir / "01"),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--members",
+            "1",
+            "-q",
+        ]
+    )
     assert code == 0
     model = SegNet.load(out)
     provenance = model.training_info["data"]
@@ -56,3 +71,28 @@ def test_train_segnet_cli_writes_a_loadable_model(movie_dir, tmp_path):
     probabilities = model.predict_frame(np.zeros((33, 47), np.uint16))
     assert probabilities.shape == (3, 33, 47)
     assert main(["train", "segnet", "--data", str(movie_dir / "01"), "--out", str(out)]) == 2  # exists
+
+
+def test_train_recognet_cli_writes_a_loadable_model(movie_dir, tmp_path):
+    from celltrack.models.recognet import RecogNet
+
+    out = tmp_path / "recognet"
+    code = main(
+        [
+            "train",
+            "recognet",
+            "--data",
+            str(movie_dir / "01"),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--identities",
+            "4",
+            "-q",
+        ]
+    )
+    assert code == 0
+    model = RecogNet.load(out)
+    crops = np.zeros((2, 1, 40, 40), np.float32)
+    assert model.embed(crops).shape[0] == 2 and model.cell_state(crops).shape == (2, 3)

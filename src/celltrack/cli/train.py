@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="K",
         help="add K synthetic movies from the built-in generator (SegNet)",
     )
+    parser.add_argument(
+        "--identities",
+        type=int,
+        default=256,
+        help="RecogNet identity classes, taken from the longest GT tracks (default 256)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     add_common_options(parser)
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=device,
             overwrite=args.overwrite,
+            progress=not args.quiet,
+            identities=args.identities,
         )
     print(f"celltrack train {args.network}: model saved to {out}")
     return 0

@@ -1,5 +1,6 @@
-"""Neural networks (torch): SegNet pixel classifier and its training loop."""
+"""Neural networks (torch): SegNet pixel classifier, RecogNet nucleus recogniser, their training loops."""
 
+from celltrack.models.recognet import RecogNet, RecogNetConfig, RecogNetTrainingConfig, train_recognet
 from celltrack.models.segnet import (
     ARCHITECTURE,
     BACKGROUND,
@@ -40,6 +41,9 @@ __all__ = [
     "BestCheckpoint",
     "EpochLog",
     "PatchSampler",
+    "RecogNet",
+    "RecogNetConfig",
+    "RecogNetTrainingConfig",
     "SegNet",
     "SegNetConfig",
     "SegNetMember",
@@ -51,5 +55,6 @@ __all__ = [
     "resize_labels",
     "resize_maps",
     "tiled_apply",
+    "train_recognet",
     "train_segnet",
 ]

@@ -25,7 +25,7 @@ from celltrack.segment.classic import ClassicSegmenter
 
 logger = logging.getLogger(__name__)
 
-FEATURES: tuple[str, ...] = ("raw", "segnet")
+FEATURES: tuple[str, ...] = ("raw", "segnet", "recognet")
 
 
 def build_extractor(
@@ -57,6 +57,12 @@ def build_extractor(
         from celltrack.features.segnet import SegNetFeatures
 
         return SegNetFeatures(nucleus_diameter=nucleus_diameter, device=device, cache=cache)
+    if name == "recognet":
+        from celltrack.features.recognet import RecogNetFeatures
+
+        if cache is not None:
+            logger.warning("--cache-features applies to segnet features; recognet maps are not cached")
+        return RecogNetFeatures(device=device)
     raise ValueError(f"unknown features {name!r}; choose one of {', '.join(FEATURES)}")
 
 

@@ -153,3 +153,39 @@ def train_segnet_from_folders(
     }
     model = train_segnet(data.pairs, config, pair_diameters=data.diameters, provenance=provenance)
     return model.save(out, overwrite=overwrite)
+
+
+def train_recognet_from_folders(
+    seq_dirs: Sequence[str | Path],
+    out: str | Path,
+    hold_out_frames: int = 0,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+    identities: int = 256,
+) -> Path:
+    """``celltrack train recognet``: crops around GT TRA markers → identity, embedding and state heads.
+
+    The crop dataset keeps its own frame-block train/validation/test split; ``hold_out_frames`` is
+    accepted for symmetry with SegNet but RecogNet's test split already holds out whole frame blocks.
+    """
+    from celltrack.io import check_output
+    from celltrack.models.recognet import RecogNetTrainingConfig, train_recognet
+    from celltrack.models.recognet_data import build_crop_dataset_from_ctc
+
+    check_output(out, overwrite)
+    if hold_out_frames:
+        logger.info("RecogNet uses its own frame-block test split; --hold-out-frames is ignored")
+    dataset = build_crop_dataset_from_ctc([Path(d) for d in seq_dirs], n_identities=identities)
+    overrides: dict[str, Any] = {
+        "seed": seed,
+        "device": device,
+        "progress": progress,
+        "network": {"n_identities": identities},
+    }
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    model = train_recognet(dataset, RecogNetTrainingConfig(**overrides))
+    return model.save(out, overwrite=overwrite)

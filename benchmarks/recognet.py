@@ -1,0 +1,233 @@
+"""RecogNet quality: identity, embedding retrieval, mitosis calls and cf-track precision with its features.
+
+    python benchmarks/recognet.py [--data ../shared/data] [--model FOLDER] [--skip-tracking]
+    python benchmarks/recognet.py train OUT [--data ../shared/data] [--seconds 840] [--seed 0]
+
+The default run prints, for the shipped model (or ``--model``):
+
+* on the held-out test frames of HeLa 01 and SIM+ 01 (blocks of frames never seen in training): identity
+  accuracy over the 256 training identities, next-frame embedding retrieval (is the nearest embedding among
+  all nuclei of frame t+1 the same nucleus; a raw-pixel correlation baseline beside it), mitosis
+  precision / recall;
+* the same retrieval and mitosis scores on a synthetic movie the network never saw (generalisation);
+* cf-track P@5/10/20 on HeLa 01 (GT tracks of frame 0, followed until they end, as in
+  ``benchmarks/cf_precision.py``) with ``raw``, ``recognet`` features and the study's per-window recipe.
+
+``train`` reproduces the shipped weights (``src/celltrack/models/weights/recognet_default``): HeLa 01 and
+SIM+ 01 crops, default configs, seed 0, one CPU thread, at most ``--seconds`` of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as nnf
+
+from celltrack.features import FeatureExtractor, crop_windows
+from celltrack.models.recognet import RecogNet
+from celltrack.models.recognet_data import normalise_frame
+
+DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def train(args: argparse.Namespace) -> None:
+    from celltrack.models.recognet import RecogNetTrainingConfig, train_recognet
+    from celltrack.models.recognet_data import build_crop_dataset_from_ctc
+
+    sequences = [Path(args.data) / name / "01" for name in DATASETS]
+    dataset = build_crop_dataset_from_ctc(sequences)
+    print(dataset.summary())
+    config = RecogNetTrainingConfig(max_seconds=args.seconds, seed=args.seed)
+    model = train_recognet(
+        dataset,
+        config,
+        lambda log: print(log, flush=True),
+        provenance={
+            "sequences": [f"{p.parent.name}/{p.name}" for p in sequences],
+            "command": f"python benchmarks/recognet.py train OUT --seconds {args.seconds:g} "
+            f"--seed {args.seed} (1 CPU thread)",
+        },
+    )
+    model.save(args.out, overwrite=True)
+    print(f"saved {args.out}")
+
+
+def pixel_features(crops: np.ndarray) -> np.ndarray:
+    """Baseline descriptor: the central 24×24 pixels, standardised (dot product = normalised correlation)."""
+    centre = crops[:, 8:32, 8:32].reshape(len(crops), -1).astype(np.float64)
+    centre = centre - centre.mean(1, keepdims=True)
+    return centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-9)
+
+
+def crop_scores(model, dataset, name: str) -> list[tuple[str, str, str]]:
+    from celltrack.models.recognet import evaluate_recognet, retrieval_counts
+    from celltrack.models.recognet_data import TEST
+
+    rows = []
+    for movie_index, movie in enumerate(dataset.movies):
+        part = dataset.subset(dataset.movie == movie_index)
+        scores = evaluate_recognet(model, part, TEST)
+        test = part.subset(part.split == TEST)
+        correct, total = retrieval_counts(pixel_features(test.centre_crops()), test)
+        rows.append(
+            (
+                f"{movie} ({name})",
+                f"{scores['identity_accuracy']:.3f} ({scores['identity_samples']:.0f} crops)",
+                f"{scores['retrieval_accuracy']:.3f} (pixels {correct / max(total, 1):.3f}, "
+                f"{scores['retrieval_pairs']:.0f} queries)",
+                f"{scores['mitosis_precision']:.3f} / {scores['mitosis_recall']:.3f} "
+                f"({scores['mitosis_samples']:.0f} mitotic crops)",
+            )
+        )
+    return rows
+
+
+def synthetic_scores(model) -> tuple[str, str, str, str]:
+    from celltrack.models.recognet import evaluate_recognet, retrieval_counts
+    from celltrack.models.recognet_data import TEST, CropDatasetConfig, build_crop_dataset
+    from celltrack.synthetic import generate_movie
+
+    movie = generate_movie(frames=40, height=256, width=256, nuclei=30, seed=123)
+    # Every frame in the test split: the network never saw this movie.
+    config = CropDatasetConfig(test_fraction=0.99, validation_fraction=0.0, split_block_frames=1000)
+    data = build_crop_dataset(movie.images, movie.markers, movie.tracks, config, movie="synthetic")
+    data = replace(data, split=np.full(len(data), TEST, np.int8))
+    scores = evaluate_recognet(model, data, TEST)
+    correct, total = retrieval_counts(pixel_features(data.centre_crops()), data)
+    return (
+        "synthetic, unseen",
+        "n/a",
+        f"{scores['retrieval_accuracy']:.3f} (pixels {correct / max(total, 1):.3f}, "
+        f"{scores['retrieval_pairs']:.0f} queries)",
+        f"{scores['mitosis_precision']:.3f} / {scores['mitosis_recall']:.3f} "
+        f"({scores['mitosis_samples']:.0f} mitotic crops)",
+    )
+
+
+class StudyWindowFeatures(FeatureExtractor):
+    """The study's recipe, kept to measure its failure: the network on each window (zero padding),
+    ``interpolate(align_corners=False)`` upsampling and no per-window standardisation."""
+
+    name = "recognet-study"
+    layer_weights = (1.0, 0.5, 0.25)
+
+    def __init__(self, model: RecogNet) -> None:
+        self.model = model
+
+    @property
+    def layer_channels(self) -> tuple[int, ...]:
+        return tuple(self.model.config.channels[i] for i in (1, 3, 5))
+
+    def extract_windows(self, frame, centres, size):
+        image = torch.from_numpy(normalise_frame(np.asarray(frame)))
+        windows = self.model.standardise(crop_windows(image, centres, size, fill=0.0))
+        with torch.inference_mode():
+            maps = self.model.conv_maps(windows)
+        return [
+            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False)
+            for i in (1, 3, 5)
+        ]
+
+
+def cf_precision(root: Path, extractor, label: str) -> tuple[str, float, float, float, str, float]:
+    from celltrack.cftrack import CFTracker
+    from celltrack.graph import measure_detections
+    from celltrack.io import open_sequence, read_gt, write_ctc_result
+    from celltrack.metrics import evaluate
+
+    images = open_sequence(root / "01")
+    gt = read_gt(root / "01_GT")
+    initial = measure_detections(np.asarray(gt.tra[0]), 0)
+    start = time.perf_counter()
+    result = CFTracker(extractor).track(images, initial)
+    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "RES"
+        write_ctc_result(result.graph(), out, images.frame_shape, len(images))
+        scores = evaluate(out, root / "01_GT", metrics=["precision"], from_frame=0)
+    lost = f"{int((result.lost_at >= 0).sum())}/{len(result.labels)}"
+    return (label, scores.metrics["P@5"], scores.metrics["P@10"], scores.metrics["P@20"], lost, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default=None, help="RecogNet model folder (default: the shipped one)")
+    parser.add_argument("--skip-tracking", action="store_true")
+    parser.add_argument("--layer-weights", default=None, help="recognet layer weights, e.g. 1,0.5,0.25")
+    parser.add_argument("--skip-crops", action="store_true")
+    parser.add_argument("--features", default="raw,recognet,recognet-study", help="cf-track rows to run")
+    sub = parser.add_subparsers(dest="command")
+    train_parser = sub.add_parser("train", help="train the default RecogNet")
+    train_parser.add_argument("out")
+    train_parser.add_argument("--seconds", type=float, default=840.0)
+    train_parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.command == "train":
+        train(args)
+        return
+
+    from celltrack.features import RawExtractor
+    from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig
+    from celltrack.models.recognet import RecogNet
+    from celltrack.models.recognet_data import CropDatasetConfig, build_crop_dataset_from_ctc
+
+    model = RecogNet.load(args.model)
+    info = model.training_info
+    dataset_config = CropDatasetConfig(**info.get("dataset_config", {}))
+    sequences = [
+        Path(args.data) / name / "01" for name in DATASETS if (Path(args.data) / name / "01").is_dir()
+    ]
+    rows = []
+    if sequences and not args.skip_crops:
+        dataset = build_crop_dataset_from_ctc(
+            sequences, dataset_config, n_identities=model.config.n_identities
+        )
+        rows += crop_scores(model, dataset, "test frames")
+    if not args.skip_crops:
+        rows.append(synthetic_scores(model))
+        header = ("data", "identity acc", "next-frame retrieval", "mitosis precision / recall")
+        print(" | ".join(header))
+        print(" | ".join("---" for _ in header))
+        for row in rows:
+            print(" | ".join(row))
+    if args.skip_tracking:
+        return
+    hela = Path(args.data) / "Fluo-N2DL-HeLa"
+    if not (hela / "01").is_dir():
+        print(f"skip cf-track: {hela} not found")
+        return
+    features_config = RecogNetFeaturesConfig()
+    if args.layer_weights:
+        weights = tuple(float(w) for w in args.layer_weights.split(","))
+        layers = (-1, 1, 3, 5) if len(weights) == 4 else (1, 3, 5)
+        features_config = RecogNetFeaturesConfig(layers=layers, layer_weights=weights)
+    builders = {
+        "raw": lambda: RawExtractor(),
+        "recognet": lambda: RecogNetFeatures(model, features_config),
+        "recognet-study": lambda: StudyWindowFeatures(model),
+    }
+    tracking = [cf_precision(hela, builders[name](), name) for name in args.features.split(",")]
+    print()
+    header = ("HeLa 01 features", "P@5", "P@10", "P@20", "lost", "seconds")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for label, p5, p10, p20, lost, seconds in tracking:
+        if label == "recognet":
+            label += f" {features_config.layer_weights}"
+        print(f"{label} | {p5:.3f} | {p10:.3f} | {p20:.3f} | {lost} | {seconds:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""``recognet`` features: contract, translation equivariance, alignment, unbiased cf tracking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as nnf
+
+from celltrack.cftrack import CFTracker
+from celltrack.features import FeatureExtractor, FullFrameExtractor, crop_windows
+from celltrack.features.recognet import (
+    INPUT_LAYER,
+    RecogNetFeatures,
+    RecogNetFeaturesConfig,
+    extract_recognet_windows,
+    receptive_radius,
+    recognet_feature_maps,
+    upsample_aligned,
+)
+from celltrack.graph import measure_detections
+from celltrack.models.recognet import RecogNet, RecogNetConfig
+from celltrack.models.recognet_data import normalise_frame
+from celltrack.synthetic import drifting_nuclei, static_nuclei
+
+torch.set_num_threads(1)
+
+
+def nuclei_frame(rng: np.random.Generator, positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """uint16 frame with textured nuclei on a HeLa-like camera offset."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    image = np.zeros(shape)
+    texture = np.random.default_rng(11)
+    for py, px in positions:
+        image += 800.0 * np.exp(-((yy - py) ** 2) / (2 * 6.0**2) - (xx - px) ** 2 / (2 * 4.5**2))
+        for by, bx in texture.uniform(-5, 5, (6, 2)):
+            image += 400.0 * np.exp(-((yy - py - by) ** 2 + (xx - px - bx) ** 2) / (2 * 2.0**2))
+    image += rng.normal(0.0, 15.0, shape)
+    return np.clip(image + 33000.0, 0, 65535).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def model() -> RecogNet:
+    """The shipped network: trained filters make the tracking tests meaningful, and it loads in ms."""
+    return RecogNet.load()
+
+
+@pytest.fixture(scope="module")
+def extractor(model: RecogNet) -> RecogNetFeatures:
+    return RecogNetFeatures(model)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(3)
+
+
+def test_contract_and_batched_equals_per_window(
+    extractor: RecogNetFeatures, rng: np.random.Generator
+) -> None:
+    assert isinstance(extractor, FeatureExtractor) and isinstance(extractor, FullFrameExtractor)
+    assert extractor.name == "recognet"
+    assert extractor.n_layers == 3 and extractor.layer_weights == (1.0, 0.5, 0.25)
+    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in (1, 3, 5))
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0], [45.0, 100.0]]), (90, 140))
+    centres = np.array([[40.2, 39.7], [45.0, 100.0], [0.0, 0.0], [89.0, 139.0], [-30.0, 60.0]])
+    layers = extractor.extract_windows(frame, centres, 40)
+    assert len(layers) == 3
+    for layer, channels in zip(layers, extractor.layer_channels, strict=True):
+        assert layer.shape == (5, channels, 40, 40) and layer.dtype == torch.float32
+        assert bool(torch.isfinite(layer).all())
+    maps = extractor.compute_maps(frame)
+    for i in range(len(centres)):
+        alone = extractor.windows_from_maps(maps, centres[i : i + 1], 40)
+        for batched, single in zip(layers, alone, strict=True):
+            torch.testing.assert_close(batched[i : i + 1], single, rtol=0, atol=0)
+    functional = extract_recognet_windows(frame, centres, 40, model=extractor.model)
+    for a, b in zip(functional, layers, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [0, 0, 0]
+
+
+def test_channels_standardised_per_window(extractor: RecogNetFeatures, rng: np.random.Generator) -> None:
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    for layer in extractor.extract_windows(frame, np.array([[40.0, 40.0], [3.0, 70.0]]), 32):
+        mean = layer.mean(dim=(-2, -1))
+        std = layer.std(dim=(-2, -1), unbiased=False)
+        live = std > 0.5  # channels that are flat in a window (dead ReLU) are all zeros
+        np.testing.assert_allclose(mean.numpy(), 0.0, atol=1e-4)
+        np.testing.assert_allclose(std[live].numpy(), 1.0, atol=1e-4)
+        assert bool(live.any(dim=1).all())  # every window keeps some texture
+
+
+def test_maps_ignore_camera_offset_and_exposure(model: RecogNet, rng: np.random.Generator) -> None:
+    frame = nuclei_frame(rng, np.array([[30.0, 30.0], [30.0, 80.0]]), (64, 112)).astype(np.float64)
+    darker = (frame - 33000.0) * 0.5 + 500.0
+    for a, b in zip(recognet_feature_maps(model, frame), recognet_feature_maps(model, darker), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+        assert a.shape[-2:] == (64, 112)
+
+
+def test_translated_input_gives_translated_maps(model: RecogNet, rng: np.random.Generator) -> None:
+    frame = nuclei_frame(rng, np.array([[50.0, 48.0], [60.0, 90.0], [35.0, 70.0]]), (112, 144))
+    base = recognet_feature_maps(model, frame)
+    inner = (slice(30, 80), slice(30, 110))  # away from the image border
+    for dy, dx in [(4, -8), (8, 4)]:
+        # multiples of the deepest stride (4): every layer is exactly equivariant
+        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)))
+        for a, b in zip(base, shifted, strict=True):
+            moved = b[:, inner[0].start + dy : inner[0].stop + dy, inner[1].start + dx : inner[1].stop + dx]
+            torch.testing.assert_close(moved, a[:, inner[0], inner[1]], rtol=1e-4, atol=1e-4)
+    for dy, dx in [(1, 3), (-2, 1), (3, -3)]:
+        # sub-stride shifts: deep layers alias a little, but each layer still matches best at the true shift
+        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)))
+        for layer, (a, b) in enumerate(zip(base, shifted, strict=True)):
+            template = a[:, inner[0], inner[1]]
+            scores = {}
+            for sy in range(-5, 6):
+                for sx in range(-5, 6):
+                    window = b[
+                        :, inner[0].start + sy : inner[0].stop + sy, inner[1].start + sx : inner[1].stop + sx
+                    ]
+                    scores[(sy, sx)] = float(
+                        nnf.cosine_similarity(window.flatten(), template.flatten(), dim=0)
+                    )
+            assert max(scores, key=scores.get) == (dy, dx), f"layer {layer}"
+            if layer == 0:
+                assert scores[(dy, dx)] > 1 - 1e-5  # stride 1: exact
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_upsampling_keeps_pixel_centres(stride: int) -> None:
+    # A stride-s map whose pixel i sits on input pixel s*i, sampled from the ramp f(p) = 3 p + 1.
+    n = 9
+    values = 3.0 * stride * torch.arange(n, dtype=torch.float32) + 1.0
+    maps = (values[:, None] + 0 * values[None, :])[None, None]
+    out = upsample_aligned(maps, stride, (stride * (n - 1) + 1, 5))
+    expected = 3.0 * torch.arange(stride * (n - 1) + 1, dtype=torch.float32) + 1.0
+    torch.testing.assert_close(out[0, 0, :, 0], expected)
+    # The naive upsampling the study used shifts the content by (s - 1) / 2 px.
+    naive = nnf.interpolate(maps, scale_factor=stride, mode="bilinear", align_corners=False)[0, 0, :, 0]
+    interior = slice(stride, stride * (n - 2))
+    assert float((naive[interior] - expected[interior]).abs().mean()) == pytest.approx(
+        1.5 * (stride - 1), rel=1e-3
+    )
+    with pytest.raises(ValueError, match="cannot upsample"):
+        upsample_aligned(maps, stride, (stride * n + 2, 5))
+
+
+def test_receptive_radius_matches_the_network() -> None:
+    config = RecogNetConfig(channels=(2, 2, 2, 2, 2, 2), fc_width=4, n_identities=2, embedding_size=2)
+    torch.manual_seed(0)
+    network = RecogNet(config)
+    with torch.no_grad():  # positive weights and biases keep every ReLU open: gradients reach the whole field
+        for conv in network.convs:
+            conv.weight.abs_()
+            conv.bias.fill_(0.1)
+    for layer in range(6):
+        image = torch.randn(1, 1, 97, 97, generator=torch.Generator().manual_seed(layer)).requires_grad_()
+        out = network.conv_maps(image, layer + 1)[layer]
+        stride = config.layer_strides[layer]
+        centre = 48 // stride
+        out[0, :, centre, centre].sum().backward()
+        rows = torch.nonzero(image.grad[0, 0].abs().sum(1))
+        assert int(rows.max() - 48) <= receptive_radius(layer)
+        assert int(rows.max() - 48) >= receptive_radius(layer) - 2 * stride  # pools pass one of 3 pixels
+
+
+def test_border_windows_are_filled_with_empty_field(
+    extractor: RecogNetFeatures, rng: np.random.Generator
+) -> None:
+    frame = nuclei_frame(rng, np.array([[30.0, 30.0]]), (64, 64))
+    maps = extractor.compute_maps(frame)
+    # A window far outside the image sees only the fill: all channels flat -> standardised to zeros.
+    far = extractor.windows_from_maps(maps, np.array([[-200.0, -200.0]]), 24)
+    assert all(float(w.abs().max()) == 0.0 for w in far)
+    # Noise-free background far from the nucleus has exactly the empty-field value used as fill.
+    clean = np.full((96, 96), 33000.0)
+    clean[25:35, 25:35] += 800.0
+    for layer_maps, fill in zip(extractor.compute_maps(clean), extractor._fill, strict=True):
+        corner = crop_windows(layer_maps, np.array([[2.0, 93.0]]), 1)[0, :, 0, 0]
+        torch.testing.assert_close(corner, fill, rtol=1e-4, atol=1e-4)
+
+
+def tracking_error(movie, result) -> np.ndarray:
+    table = pd.DataFrame(movie.centroids, columns=["frame", "label", "y", "x"])
+    table = table[table["label"].isin(result.labels)].pivot(index="frame", columns="label", values=["y", "x"])
+    truth = np.stack(
+        [table["y"][list(result.labels)].to_numpy(), table["x"][list(result.labels)].to_numpy()], -1
+    )
+    return result.positions - truth
+
+
+@pytest.mark.parametrize("velocity", [(1.5, -2.0), (-3.0, 0.5)])
+def test_cf_tracking_has_no_bias_toward_centre_or_origin(extractor: RecogNetFeatures, velocity) -> None:
+    movie = drifting_nuclei(velocity=velocity, n=4, frames=10, seed=2)
+    initial = measure_detections(movie.labels[0], 0)
+    result = CFTracker(extractor).track(movie.images, initial)
+    assert np.all(result.lost_at == -1)
+    relative = tracking_error(movie, result)
+    relative = relative - relative[0]
+    assert np.abs(relative).max() < 1.5
+    # A window-centre bias would lag behind the motion; an origin bias would pull toward (0, 0).
+    bias = relative[-4:].mean(axis=(0, 1))
+    assert np.all(np.abs(bias) < 0.5), bias
+
+
+def test_static_nuclei_do_not_drift(extractor: RecogNetFeatures) -> None:
+    movie = static_nuclei(n=4, frames=10, seed=1)
+    result = CFTracker(extractor).track(movie.images, measure_detections(movie.labels[0], 0))
+    assert np.all(result.lost_at == -1)
+    drift = tracking_error(movie, result)
+    assert np.abs(drift[-1] - drift[0]).max() < 0.5
+
+
+class _StudyWindowFeatures(FeatureExtractor):
+    """The study's recipe: the network on each window (zero padding), naive upsampling, no standardising."""
+
+    name = "study"
+    layer_weights = (1.0, 0.5, 0.25)
+
+    def __init__(self, model: RecogNet) -> None:
+        self.model = model
+
+    @property
+    def layer_channels(self) -> tuple[int, ...]:
+        return tuple(self.model.config.channels[i] for i in (1, 3, 5))
+
+    def extract_windows(self, frame, centres, size):
+        image = torch.from_numpy(normalise_frame(np.asarray(frame)))
+        windows = self.model.standardise(crop_windows(image, centres, size, fill=0.0))
+        with torch.inference_mode():
+            maps = self.model.conv_maps(windows)
+        return [
+            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False)
+            for i in (1, 3, 5)
+        ]
+
+
+def test_no_fixed_pattern_in_windows_of_an_empty_field(model: RecogNet, extractor: RecogNetFeatures) -> None:
+    # The study's recipe: zero padding inside each window imprints the same border pattern on every window,
+    # a pattern that matches itself best at zero shift and pins the peak to the window centre.
+    empty = np.full((120, 120), 33000, np.uint16)
+    centres = np.array([[40.0, 40.0], [80.0, 70.0], [60.0, 60.0]])
+    study = _StudyWindowFeatures(model).extract_windows(empty, centres, 40)
+    assert any(float(w.std()) > 1e-3 for w in study)
+    torch.testing.assert_close(study[2][0], study[2][1])  # the same pattern wherever the window is
+    # Full-frame maps cropped afterwards: an empty field gives flat windows, standardised to zeros.
+    assert all(float(w.abs().max()) == 0.0 for w in extractor.extract_windows(empty, centres, 40))
+
+
+def test_input_layer_option(model: RecogNet) -> None:
+    config = RecogNetFeaturesConfig(layers=(INPUT_LAYER, 1), layer_weights=(1.0, 1.0))
+    extractor = RecogNetFeatures(model, config)
+    assert extractor.layer_channels == (1, model.config.channels[1])
+    frame = np.full((50, 60), 100.0)
+    frame[20:30, 20:30] = 300.0
+    intensity = extractor.compute_maps(frame)[0][0]
+    torch.testing.assert_close(intensity, model.standardise(torch.from_numpy(normalise_frame(frame))))
+
+
+def test_bad_config_and_model() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        RecogNetFeaturesConfig(layers=(1, 3), layer_weights=(1.0,))
+    with pytest.raises(ValueError, match="increasing"):
+        RecogNetFeaturesConfig(layers=(3, 1), layer_weights=(1.0, 1.0))
+    with pytest.raises(TypeError, match="RecogNet"):
+        RecogNetFeatures(model=42)  # type: ignore[arg-type]

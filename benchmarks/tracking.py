@@ -23,67 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from baselines import link_celltrack, link_hungarian, link_laptrack, link_trackpy
 
 from celltrack.graph import TrackGraph
 from celltrack.io import detections_from_sequence, open_sequence, read_gt, write_ctc_result
-from celltrack.link import HungarianConfig, HungarianLinker, Linker, measure_scene
 from celltrack.metrics import evaluate
 from celltrack.pipeline.segment import SegmentationConfig, run_segmentation
 
 DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
 METRICS = ("TRA", "DET", "SEG", "LNK", "CT", "TF", "BC(0)", "P@20")
-
-
-def scale(table: pd.DataFrame) -> float:
-    """A search radius for the baselines from the data, as our linker derives its own."""
-    stats = measure_scene(table)
-    step = stats.step_p90 if stats.step_p90 is not None else stats.diameter / 2
-    return float(max(3.0 * step, 0.75 * stats.diameter))
-
-
-def link_celltrack(table: pd.DataFrame, images) -> TrackGraph:
-    return Linker().link(table, images)
-
-
-def link_hungarian(table: pd.DataFrame, images) -> TrackGraph:
-    return HungarianLinker(HungarianConfig(max_distance=scale(table))).link(table)
-
-
-def link_laptrack(table: pd.DataFrame, images) -> TrackGraph:
-    from laptrack import LapTrack
-
-    radius = scale(table)
-    tracker = LapTrack(
-        track_cost_cutoff=radius**2,
-        gap_closing_cost_cutoff=radius**2,
-        gap_closing_max_frame_count=2,
-        splitting_cost_cutoff=(1.5 * radius) ** 2,
-    )
-    frames = sorted(table["frame"].unique())
-    n_frames = int(max(frames)) + 1
-    rows = [table.index[table["frame"] == t].to_numpy() for t in range(n_frames)]
-    coords = [table.loc[r, ["y", "x"]].to_numpy() for r in rows]
-    tree = tracker.predict(coords)
-    sources = [rows[a[0]][a[1]] for a, _ in tree.edges()]
-    targets = [rows[b[0]][b[1]] for _, b in tree.edges()]
-    return TrackGraph(table, pd.DataFrame({"source": sources, "target": targets}))
-
-
-def link_trackpy(table: pd.DataFrame, images) -> TrackGraph:
-    import trackpy
-
-    trackpy.quiet()
-    linked = trackpy.link_df(
-        table.assign(particle=-1).drop(columns="particle"),
-        search_range=scale(table),
-        memory=2,
-        pos_columns=["y", "x"],
-        t_column="frame",
-    )
-    linked = linked.sort_values(["particle", "frame"])
-    same = linked["particle"].to_numpy()[1:] == linked["particle"].to_numpy()[:-1]
-    ids = linked.index.to_numpy()
-    return TrackGraph(table, pd.DataFrame({"source": ids[:-1][same], "target": ids[1:][same]}))
 
 
 METHODS: dict[str, Callable[[pd.DataFrame, object], TrackGraph]] = {

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "view": "view",
     "export": "export",
+    "show-filters": "show_filters",
 }
 
 

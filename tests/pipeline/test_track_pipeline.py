@@ -182,3 +182,13 @@ def test_killed_run_leaves_previous_output_intact(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert digest(out) == before
+
+
+def test_readme_configuration_example_is_valid(tmp_path):
+    from celltrack.pipeline.track import load_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.toml").write_text(block)
+    config = load_config(tmp_path / "example.toml")
+    assert config.linker.gaps.max_gap == 2 and config.segmentation.method == "auto"

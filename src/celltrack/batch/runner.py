@@ -53,6 +53,7 @@ class BatchConfig(BaseModel):
         None, ge=1, description="Local worker count; default: CPU cores, at most one per pending position."
     )
     threads_per_worker: int = Field(1, ge=1, description="Threads per worker (also torch's thread count).")
+    device: str = Field("cpu", description="Where each task runs networks and filters: auto, cpu or cuda.")
     scheduler: str | None = Field(
         None, description="Address of an existing Dask scheduler (tcp://host:8786); None: a local cluster."
     )
@@ -253,6 +254,7 @@ class BatchRunner:
             config_dict=config_dict,
             overwrite=overwrite,
             threads_per_worker=self.config.threads_per_worker,
+            device=self.config.device,
         )
         try:
             for future in as_completed(futures):

@@ -143,6 +143,7 @@ def process_position(
     config_dict: dict[str, Any],
     overwrite: bool = False,
     threads_per_worker: int = 1,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Track one position into ``out_root/<position.name>/`` and write its completion marker.
 
@@ -157,6 +158,8 @@ def process_position(
         Recompute a position that is already done.
     threads_per_worker : int
         Torch intra-op threads for this task's process.
+    device : str
+        ``auto``, ``cpu`` or ``cuda`` for the networks and correlation filters.
 
     Returns
     -------
@@ -178,7 +181,7 @@ def process_position(
         _limit_threads(threads_per_worker)
         config = TrackingConfig.model_validate(config_dict)
         # The folder has no marker here (or is to be replaced): it is an interrupted result.
-        result = run_tracking(position.path, target, config, overwrite=True, command="batch")
+        result = run_tracking(position.path, target, config, overwrite=True, command="batch", device=device)
         counts = result.summary()
         row = empty_row(position, out_root, "done")
         row.update(

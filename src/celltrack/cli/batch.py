@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="local workers (default: CPU cores, at most one per position to process)",
     )
+    dask.add_argument("--device", default="cpu", help="auto, cpu or cuda for every task (default cpu)")
     dask.add_argument(
         "--threads-per-worker",
         type=_positive_int,
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         BatchConfig(
             workers=args.workers,
             threads_per_worker=args.threads_per_worker,
+            device=args.device,
             scheduler=args.scheduler,
             processes=not args.threads_only,
             dashboard_address=args.dashboard_address,

@@ -192,3 +192,26 @@ def test_readme_configuration_example_is_valid(tmp_path):
     (tmp_path / "example.toml").write_text(block)
     config = load_config(tmp_path / "example.toml")
     assert config.linker.gaps.max_gap == 2 and config.segmentation.method == "auto"
+
+
+def test_full_disk_surfaces_clearly_and_keeps_previous_output(movie_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    out = tmp_path / "RES"
+    assert track(movie_dir, out) == 0
+    before = digest(out)
+    real_imwrite = tifffile.imwrite
+    calls = {"n": 0}
+
+    def imwrite_until_full(path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_imwrite(path, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", imwrite_until_full)
+    assert track(movie_dir, out, "--overwrite") == 2
+    line = one_line(capsys)
+    assert "No space left on device" in line
+    assert digest(out) == before  # the previous result is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["RES"]  # no temporary folder left behind

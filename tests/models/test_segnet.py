@@ -17,7 +17,13 @@ from celltrack.models import (
     tiled_apply,
     train_segnet,
 )
-from celltrack.models.training import BestCheckpoint, estimate_nucleus_diameter
+from celltrack.models.training import (
+    AugmentationConfig,
+    BestCheckpoint,
+    _cosine_factor,
+    dim_objects,
+    estimate_nucleus_diameter,
+)
 
 torch.set_num_threads(1)
 
@@ -97,6 +103,26 @@ def test_ensemble_averages_member_softmax() -> None:
     assert not torch.allclose(per_member[0], per_member[1], atol=1e-3)
 
 
+def test_inference_path_equals_autograd_path_beyond_one_head_block() -> None:
+    model = _model()
+    x = torch.randn(1, 1, 131, 133)  # more pixels than one inference block (16384)
+    with torch.no_grad():
+        fast = model.probabilities(x)
+    slow = model.probabilities(x).detach()
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
+
+
+def test_logits_at_pixels_match_the_full_map() -> None:
+    member = _model(n_members=1).members[0]
+    x = torch.randn(2, 1, 21, 23)
+    pixels = torch.tensor([[0, 5, 482, 100], [7, 7, 250, 1]])
+    with torch.no_grad():
+        full = member(x).flatten(2)
+        picked = member.logits_at(x, pixels)
+    assert picked.shape == (2, 3, 4)
+    torch.testing.assert_close(picked, torch.gather(full, 2, pixels[:, None].expand(-1, 3, -1)))
+
+
 def test_normalize_frame_is_robust_to_bit_depth_and_offset() -> None:
     rng = np.random.default_rng(2)
     values = rng.uniform(0, 1, (40, 50))
@@ -167,6 +193,40 @@ def test_make_targets_separates_touching_objects() -> None:
     assert (wide == BOUNDARY).sum() > (targets == BOUNDARY).sum()
 
 
+def test_dim_objects_lowers_contrast_of_chosen_nuclei_only() -> None:
+    rng = np.random.default_rng(11)
+    frame, mask = _discs((96, 96), 6, 8, rng)
+    image = normalize_frame(frame)
+    background = image[mask == 0]
+    level = np.median(background)
+    config = AugmentationConfig(dim_probability=0.5, dim_range=(0.1, 0.1))
+    out = dim_objects(image, mask, np.random.default_rng(0), config)
+    contrast_before = np.array([image[mask == k].mean() - level for k in range(1, mask.max() + 1)])
+    contrast_after = np.array([out[mask == k].mean() - level for k in range(1, mask.max() + 1)])
+    dimmed = contrast_after < 0.5 * contrast_before
+    assert dimmed.any() and not dimmed.all()
+    np.testing.assert_allclose(contrast_after[dimmed], 0.1 * contrast_before[dimmed], atol=0.02)
+    np.testing.assert_allclose(contrast_after[~dimmed], contrast_before[~dimmed], atol=1e-6)
+    # Camera noise inside a dimmed nucleus stays at the background's level instead of shrinking 10×.
+    inside = np.isin(mask, np.flatnonzero(dimmed) + 1) & (ndimage_erode(mask) > 0)
+    assert np.std(out[inside]) > 0.5 * np.std(background)
+    unchanged = dim_objects(image, mask, np.random.default_rng(0), AugmentationConfig(dim_probability=0))
+    np.testing.assert_array_equal(unchanged, image)
+
+
+def ndimage_erode(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return np.where(ndimage.binary_erosion(mask > 0, iterations=2), mask, 0)
+
+
+def test_cosine_schedule_runs_from_one_to_the_floor() -> None:
+    assert _cosine_factor(0, 100, 0.02) == pytest.approx(1.0)
+    assert _cosine_factor(50, 100, 0.02) == pytest.approx(0.51)
+    assert _cosine_factor(100, 100, 0.02) == pytest.approx(0.02)
+    assert _cosine_factor(500, 100, 0.02) == pytest.approx(0.02)
+
+
 def test_estimate_nucleus_diameter() -> None:
     _, mask = _discs((120, 120), 5, 10, np.random.default_rng(5))
     assert estimate_nucleus_diameter(mask) == pytest.approx(20, rel=0.1)
@@ -199,13 +259,16 @@ def test_training_lowers_loss_and_calls_back() -> None:
     assert logs[-1].train_loss < logs[0].train_loss or info["best_epoch"] > 1
     assert model.training_info["data"] == {"source": "synthetic"}
     assert model.training_info["validation_split"] == "pairs"
+    assert model.training_info["torch_threads"] == torch.get_num_threads()
+    assert info["stopped"] == "max_epochs"
     assert not model.training
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is restored
 
 
 def test_training_is_seeded_and_single_image_uses_a_strip() -> None:
     rng = np.random.default_rng(7)
     pairs = [_discs((64, 80), 6, 8, rng)]
-    config = _tiny_config(max_epochs=1, steps_per_epoch=2)
+    config = _tiny_config(max_epochs=2, steps_per_epoch=2)
     first = train_segnet(pairs, config)
     second = train_segnet(pairs, config)
     third = train_segnet(pairs, config.model_copy(update={"seed": 1}))
@@ -215,6 +278,15 @@ def test_training_is_seeded_and_single_image_uses_a_strip() -> None:
     differs = [not torch.equal(a, c) for a, c in zip(first.state_dict().values(), third.state_dict().values(),
                                                      strict=True)]
     assert any(differs)
+
+
+def test_training_on_all_pixels_with_plateau_schedule() -> None:
+    pairs = [_discs((64, 64), 5, 8, np.random.default_rng(9)) for _ in range(3)]
+    config = _tiny_config(max_epochs=2, steps_per_epoch=2, pixel_fraction=1.0, lr_schedule="plateau")
+    model = train_segnet(pairs, config)
+    info = model.training_info["members"][0]
+    assert info["epochs"] == 2 and info["best_validation_loss"] < info["initial_validation_loss"]
+    assert model.training_info["config"]["lr_schedule"] == "plateau"
 
 
 def test_training_time_budget_stops_early() -> None:

@@ -15,6 +15,7 @@ from celltrack.segment import (
     probabilities_to_instances,
     segment_segnet,
 )
+from celltrack.segment.instances import split_at_necks
 
 torch.set_num_threads(1)
 
@@ -66,12 +67,71 @@ def test_touching_discs_split_along_boundary() -> None:
 def test_merged_interiors_split_by_distance_maxima() -> None:
     truth = _disc_masks((60, 80), [(30, 28), (30, 50)], 12)
     probs = _probabilities(truth, with_boundaries=False)  # no boundary between the discs at all
-    labels = probabilities_to_instances(probs, InstancesConfig(split_h=2.0))
+    labels = probabilities_to_instances(probs, InstancesConfig(split_h=2.0, neck_ratio=0))
     assert labels.max() == 2
     for label in (1, 2):
         assert _best_iou(labels, truth, label) > 0.8
-    merged = probabilities_to_instances(probs, InstancesConfig(split_h=0))
+    merged = probabilities_to_instances(probs, InstancesConfig(split_h=0, neck_ratio=0))
     assert merged.max() == 1
+
+
+def test_faint_nucleus_found_by_weak_seed_with_its_extent() -> None:
+    truth = _disc_masks((60, 100), [(30, 28), (30, 72)], 10)
+    probs = _probabilities(truth, with_boundaries=True, noise=0.0)
+    # The right nucleus is faint: the network gives it only P(interior) ≈ 0.45 at the centre.
+    yy, xx = np.mgrid[:60, :100]
+    faint = 0.45 * np.clip((10.5 - np.hypot(yy - 30, xx - 72)) / 3.0, 0, 1)
+    probs[:, truth == 2] = 0
+    probs[0] = np.where(truth == 2, faint, probs[0])
+    probs[1] = np.where(truth == 2, 0.1 * faint, probs[1])
+    probs[2] = 1 - probs[0] - probs[1]
+    strong_only = probabilities_to_instances(probs)  # weak seeds are off by default
+    assert strong_only.max() == 1 and _best_iou(strong_only, truth, 2) == 0
+    labels = probabilities_to_instances(probs, InstancesConfig(weak_interior_threshold=0.3))
+    assert labels.max() == 2
+    assert _best_iou(labels, truth, 1) > 0.85
+    # A fraction of the faint peak sets its extent, not the bright nuclei's absolute threshold.
+    assert _best_iou(labels, truth, 2) > 0.6
+
+
+def test_weak_seeds_ignore_small_speckles() -> None:
+    probs = np.zeros((3, 40, 40), np.float32)
+    probs[2] = 1
+    probs[:, 10:13, 10:13] = np.array([0.5, 0.1, 0.4], np.float32)[:, None, None]  # 9 px blob
+    weak = InstancesConfig(smoothing_sigma=0, weak_interior_threshold=0.3)
+    assert probabilities_to_instances(probs, weak).max() == 0
+    config = weak.model_copy(update={"min_weak_seed_area": 4, "min_area": 4})
+    kept = probabilities_to_instances(probs, config)
+    assert kept.max() == 1
+
+
+def test_neck_split_cuts_overlapping_discs_but_not_ellipses() -> None:
+    truth = _disc_masks((60, 90), [(30, 30), (30, 52)], 12)
+    merged = (truth > 0).astype(np.int32)
+    split = split_at_necks(merged, neck_ratio=0.75, min_radius=4)
+    assert split.max() == 2
+    for label in (1, 2):
+        assert _best_iou(split, truth, label) > 0.85
+    yy, xx = np.mgrid[:60, :90]
+    ellipse = (((yy - 30) / 12.0) ** 2 + ((xx - 45) / 30.0) ** 2 <= 1).astype(np.int32)
+    np.testing.assert_array_equal(split_at_necks(ellipse, neck_ratio=0.75, min_radius=4), ellipse)
+    # The option in the instance step: no boundary signal between the discs, the neck still splits them.
+    probs = _probabilities(truth, with_boundaries=False, noise=0.0)
+    assert probabilities_to_instances(probs, InstancesConfig(neck_ratio=0.0)).max() == 1
+    assert probabilities_to_instances(probs).max() == 2
+
+
+def test_pixel_scale_makes_lengths_follow_the_frame_scale() -> None:
+    truth = _disc_masks((40, 40), [(20, 20)], 3)  # 29 px object: kept at scale 1 (min_area 20)
+    probs = _probabilities(truth, with_boundaries=False, noise=0.0)
+    config = InstancesConfig(smoothing_sigma=0, min_seed_area=1, min_weak_seed_area=1)
+    assert probabilities_to_instances(probs, config).max() == 1
+    # The same object in a frame whose nuclei are 2× larger than the model's is a speck: removed.
+    assert probabilities_to_instances(probs, config, pixel_scale=2.0).max() == 0
+    upsampled = probs.repeat(2, axis=1).repeat(2, axis=2)
+    assert probabilities_to_instances(upsampled, config, pixel_scale=2.0).max() == 1
+    with pytest.raises(ValueError, match="pixel_scale"):
+        probabilities_to_instances(probs, config, pixel_scale=0.0)
 
 
 def test_tiny_fragments_removed_and_labels_consecutive() -> None:
@@ -123,6 +183,9 @@ def test_segnet_segmenter_stage_runs_end_to_end() -> None:
     assert labels.shape == (45, 57) and labels.dtype == np.int32
     np.testing.assert_array_equal(segment_segnet(frame, model=model, tile_size=32), labels)
     assert len(list(segmenter.segment_sequence(np.stack([frame, frame])))) == 2
+    assert segmenter.pixel_scale == 1.0
+    large = SegNetSegmenter(SegNetSegmenterConfig(nucleus_diameter=48.0), model=model)
+    assert large.pixel_scale == pytest.approx(48.0 / model.config.nucleus_diameter)
     with pytest.raises(ValueError, match="2-D"):
         segmenter.segment(frame[None])
     with pytest.raises(ValueError, match="model folder does not exist"):

@@ -51,8 +51,11 @@ N_CLASSES = 3
 DEFAULT_FEATURE_LAYER_WEIGHTS = (1.0, 0.5, 0.2, 0.2)
 #: The model shipped with celltrack.
 DEFAULT_SEGNET_PATH = Path(__file__).parent / "weights" / "segnet_default"
-# Pixels per chunk of the 1×1 head at inference: the 200-wide activations of a chunk stay in cache.
+# Pixels per chunk of the 1×1 head without gradients: the 200-wide activations of a chunk stay in cache.
 _HEAD_CHUNK_PIXELS = 8192
+# Pixels per block of the ensemble's inference head (SegNet.probabilities): as fast as 8192 on one thread,
+# fewer thread synchronisations on two.
+_ENSEMBLE_BLOCK_PIXELS = 16384
 
 
 class SegNetConfig(BaseModel):
@@ -264,24 +267,71 @@ class SegNetMember(nn.Module):
         maps = []
         h = x.contiguous(memory_format=torch.channels_last)
         for conv in self.convs[: n_layers if n_layers is not None else len(self.convs)]:
-            h = torch.relu(conv(h))
+            # In place: one pass less over a large map (autograd keeps the ReLU output it needs).
+            h = conv(h).relu_()
             maps.append(h)
         return maps
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of the last convolution layer, (N, C, Y, X); earlier maps are freed as it goes."""
+        h = x.contiguous(memory_format=torch.channels_last)
+        for conv in self.convs:
+            h = conv(h).relu_()
+        return h
+
+    def head_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The 1×1 dense layer + output on feature rows: (P, C) → (P, 3) logits."""
+        hidden = torch.addmm(self.fc.bias, rows, self.fc.weight.flatten(1).t()).relu_()
+        return torch.addmm(self.out.bias, hidden, self.out.weight.flatten(1).t())
+
+    def class_probabilities_t(self, rows: torch.Tensor) -> torch.Tensor:
+        """Inference head: feature rows (P, C) → softmax probabilities (3, P), class-major.
+
+        Class-major output makes the 3-wide output product and the softmax run along the pixels
+        (≈ 4× and 10× faster than on (P, 3)); the result equals the softmax of :meth:`head_rows`
+        up to float rounding.
+        """
+        hidden = torch.addmm(self.fc.bias, rows, self.fc.weight.flatten(1).t()).relu_()
+        logits = torch.addmm(self.out.bias[:, None], self.out.weight.flatten(1), hidden.t())
+        return torch.softmax(logits, dim=0)
+
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """1×1 dense layer + output: (N, C, Y, X) features → (N, 3, Y, X) logits."""
-        if torch.is_grad_enabled() or h.shape[-2] * h.shape[-1] <= _HEAD_CHUNK_PIXELS:
-            return self.out(torch.relu(self.fc(h)))
-        # Without gradients the head is memory-bound: process cache-sized row blocks (≈ 5× faster).
-        rows = max(1, _HEAD_CHUNK_PIXELS // h.shape[-1])
-        logits = h.new_empty((h.shape[0], N_CLASSES, h.shape[-2], h.shape[-1]))
-        for y in range(0, h.shape[-2], rows):
-            logits[..., y : y + rows, :] = self.out(torch.relu(self.fc(h[..., y : y + rows, :])))
-        return logits
+        n, channels, height, width = h.shape
+        # Channels-last maps are (pixels, channels) matrices already: the head is two matrix products.
+        rows = h.permute(0, 2, 3, 1).reshape(-1, channels)
+        if torch.is_grad_enabled() or rows.shape[0] <= _HEAD_CHUNK_PIXELS:
+            logits = self.head_rows(rows)
+        else:
+            # Without gradients the head is memory-bound: cache-sized blocks of rows are ≈ 5× faster.
+            logits = rows.new_empty((rows.shape[0], N_CLASSES))
+            for start in range(0, rows.shape[0], _HEAD_CHUNK_PIXELS):
+                block = slice(start, start + _HEAD_CHUNK_PIXELS)
+                logits[block] = self.head_rows(rows[block])
+        return logits.view(n, height, width, N_CLASSES).permute(0, 3, 1, 2)
+
+    def logits_at(self, x: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """Logits at chosen pixels only (training on a subset of pixels skips most of the head).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (N, 1, Y, X)
+        pixels : torch.Tensor, shape (N, K), int64
+            Flat pixel indices ``y * X + x`` per image.
+
+        Returns
+        -------
+        torch.Tensor, shape (N, 3, K)
+        """
+        h = self.trunk(x)
+        n, channels = h.shape[:2]
+        flat = h.permute(0, 2, 3, 1).reshape(n, -1, channels)
+        picked = torch.gather(flat, 1, pixels[..., None].expand(-1, -1, channels))
+        return self.head_rows(picked.reshape(-1, channels)).view(n, -1, N_CLASSES).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, Y, X) normalised images → (N, 3, Y, X) logits."""
-        return self.head(self.conv_maps(x)[-1])
+        return self.head(self.trunk(x))
 
 
 class SegNet(nn.Module):
@@ -345,10 +395,25 @@ class SegNet(nn.Module):
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Ensemble-averaged softmax, shape (N, 3, Y, X); classes are interior, boundary, background."""
         self._check_input(x)
-        total = torch.softmax(self.members[0](x), dim=1)
-        for member in self.members[1:]:
-            total = total + torch.softmax(member(x), dim=1)
-        return total / len(self.members)
+        if torch.is_grad_enabled():
+            total = torch.softmax(self.members[0](x), dim=1)
+            for member in self.members[1:]:
+                total = total + torch.softmax(member(x), dim=1)
+            return total / len(self.members)
+        # Inference: every member's head, softmax and the average run block by block while the block
+        # is in cache, instead of as whole-frame passes over (pixels × 200) activations.
+        trunks = [member.trunk(x) for member in self.members]
+        n, channels, height, width = trunks[0].shape
+        rows = [t.permute(0, 2, 3, 1).reshape(-1, channels) for t in trunks]
+        probs = x.new_empty((N_CLASSES, rows[0].shape[0]))
+        scale = 1.0 / len(self.members)
+        for start in range(0, probs.shape[1], _ENSEMBLE_BLOCK_PIXELS):
+            block = slice(start, start + _ENSEMBLE_BLOCK_PIXELS)
+            total = self.members[0].class_probabilities_t(rows[0][block])
+            for member, member_rows in zip(self.members[1:], rows[1:], strict=True):
+                total += member.class_probabilities_t(member_rows[block])
+            torch.mul(total, scale, out=probs[:, block])
+        return probs.view(N_CLASSES, n, height, width).transpose(0, 1)
 
     def features(self, x: torch.Tensor, member: int = 0) -> list[torch.Tensor]:
         """ReLU maps of convolution layers 1-4 of one member, each (N, C_k, Y, X), aligned with ``x``.

@@ -92,7 +92,13 @@ class SegNetSegmenter:
         numpy.ndarray, shape (Y, X), int32
             Labels 1..K (0 = background).
         """
-        return probabilities_to_instances(self.probabilities(image), self.config.instances)
+        return probabilities_to_instances(self.probabilities(image), self.config.instances, self.pixel_scale)
+
+    @property
+    def pixel_scale(self) -> float:
+        """Frame pixels per model pixel: the instance step's lengths (set at model scale) are scaled by it."""
+        diameter = self.config.nucleus_diameter
+        return 1.0 if diameter is None else float(diameter) / self.model.config.nucleus_diameter
 
     def segment_sequence(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Label every frame of a sequence lazily, one (Y, X) int32 label image per frame."""

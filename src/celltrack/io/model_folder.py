@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,3 +278,53 @@ def _short(items: list[str], limit: int = 3) -> str:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def load_network(
+    path: str | Path,
+    architecture: str,
+    version: object,
+    config_class: type,
+    build: Callable[[Any], Any],
+) -> Any:
+    """Read a model folder into a fresh network: check architecture and version, build, load weights.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The model folder.
+    architecture : str
+        Expected ``architecture`` (e.g. ``"segnet"``).
+    version : object
+        Expected ``architecture_version``.
+    config_class : type
+        Pydantic model validating ``hyperparameters``.
+    build : callable
+        ``build(config) -> torch.nn.Module``.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode on the CPU, with ``training_info`` from the folder.
+    """
+    from pydantic import ValidationError
+
+    folder = load_model_folder(path, architecture=architecture)
+    found = folder.config.get("architecture_version")
+    if found != version:
+        raise ValueError(
+            f"{path}: {architecture} architecture version {found!r} is not supported (this celltrack reads "
+            f"{version}); re-train the model or use a matching celltrack"
+        )
+    try:
+        config = config_class(**folder.config.get("hyperparameters", {}))
+    except (ValidationError, TypeError) as exc:
+        first = str(exc).splitlines()
+        raise ValueError(
+            f"{path}: invalid hyperparameters in config.json ({first[0] if first else exc}); "
+            "re-save the model"
+        ) from exc
+    model = build(config)
+    load_state_checked(model, folder.state_dict, path)
+    model.training_info = dict(folder.config.get("training") or {})
+    return model.eval()

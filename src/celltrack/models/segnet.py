@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.nn import functional as nnf
 
-from celltrack.io.model_folder import load_model_folder, load_state_checked, save_model_folder
+from celltrack.io.model_folder import load_network, save_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -596,22 +596,5 @@ class SegNet(nn.Module):
             Missing or broken folder, another architecture, or weights that do not fit.
         """
         path = Path(path) if path is not None else DEFAULT_SEGNET_PATH
-        folder = load_model_folder(path, architecture=ARCHITECTURE)
-        version = folder.config.get("architecture_version")
-        if version != ARCHITECTURE_VERSION:
-            raise ValueError(
-                f"{path}: SegNet architecture version {version!r} is not supported (this celltrack reads "
-                f"{ARCHITECTURE_VERSION}); re-train the model or use a matching celltrack"
-            )
-        try:
-            config = SegNetConfig(**folder.config.get("hyperparameters", {}))
-        except (ValidationError, TypeError) as exc:
-            first = str(exc).splitlines()
-            raise ValueError(
-                f"{path}: invalid hyperparameters in config.json ({first[0] if first else exc}); "
-                "re-save the model"
-            ) from exc
-        model = cls(config)
-        load_state_checked(model, folder.state_dict, path)
-        model.training_info = dict(folder.config.get("training") or {})
+        model = load_network(path, ARCHITECTURE, ARCHITECTURE_VERSION, SegNetConfig, cls)
         return model.to(device).eval()

@@ -31,3 +31,35 @@ def hela_dir() -> Path:
 def sim_dir() -> Path:
     """``../shared/data/Fluo-N2DH-SIM+``."""
     return require(SIM)
+
+
+def write_gt_as_result(root: Path) -> tuple[Path, Path]:
+    """A small dividing synthetic movie in CTC layout at ``root``, its GT TRA copied as ``root/01_RES``."""
+    import shutil
+
+    from celltrack.io import write_ctc_dataset
+    from celltrack.synthetic import generate_movie
+
+    movie = generate_movie(
+        frames=6,
+        height=96,
+        width=96,
+        nuclei=6,
+        seed=1,
+        min_cycle=0,
+        division_probability=0.3,
+        mitosis_frames=1,
+    )
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
+    res = root / "01_RES"
+    res.mkdir()
+    for path in sorted((root / "01_GT" / "TRA").glob("man_track*.tif")):
+        shutil.copy(path, res / path.name.replace("man_track", "mask"))
+    shutil.copy(root / "01_GT" / "TRA" / "man_track.txt", res / "res_track.txt")
+    return root, res
+
+
+@pytest.fixture(scope="session")
+def gt_as_result():
+    """``gt_as_result(root) -> (root, res)``: see :func:`write_gt_as_result`."""
+    return write_gt_as_result

@@ -942,6 +942,20 @@ def dividing_nucleus(
     return _render_scene(config, script)
 
 
+def _rigid_scene(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a scene whose nuclei never touch, move on their own, divide, die or enter."""
+    return {
+        "speed": 0.0,
+        "random_step": 0.0,
+        "rotation_step": 0.0,
+        "division_probability": 0.0,
+        "death_probability": 0.0,
+        "entry_rate": 0.0,
+        "min_separation": 1.15,
+        "border_margin": overrides.get("radius_mean", 9.0) + 2.0,
+    }
+
+
 def static_nuclei(
     n: int = 5, frames: int = 5, height: int = 96, width: int = 96, seed: int = 0, **overrides: Any
 ) -> SyntheticMovie:
@@ -962,17 +976,7 @@ def static_nuclei(
     -------
     SyntheticMovie
     """
-    settings: dict[str, Any] = {
-        "speed": 0.0,
-        "random_step": 0.0,
-        "rotation_step": 0.0,
-        "division_probability": 0.0,
-        "death_probability": 0.0,
-        "entry_rate": 0.0,
-        "bleaching_rate": 0.0,
-        "min_separation": 1.15,
-        "border_margin": overrides.get("radius_mean", 9.0) + 2.0,
-    }
+    settings: dict[str, Any] = _rigid_scene(overrides) | {"bleaching_rate": 0.0}
     settings.update(overrides)
     return generate_movie(nuclei=n, frames=frames, height=height, width=width, seed=seed, **settings)
 
@@ -1007,16 +1011,6 @@ def drifting_nuclei(
     -------
     SyntheticMovie
     """
-    settings: dict[str, Any] = {
-        "speed": 0.0,
-        "random_step": 0.0,
-        "rotation_step": 0.0,
-        "division_probability": 0.0,
-        "death_probability": 0.0,
-        "entry_rate": 0.0,
-        "min_separation": 1.15,
-        "border_margin": overrides.get("radius_mean", 9.0) + 2.0,
-        "drift": (float(velocity[0]), float(velocity[1])),
-    }
+    settings: dict[str, Any] = _rigid_scene(overrides) | {"drift": (float(velocity[0]), float(velocity[1]))}
     settings.update(overrides)
     return generate_movie(nuclei=n, frames=frames, height=height, width=width, seed=seed, **settings)

@@ -11,7 +11,7 @@ import pytest
 
 from celltrack.cli import main as cli_main
 from celltrack.graph import TrackGraph
-from celltrack.io import OutputExistsError, read_track_table, write_ctc_dataset, write_table
+from celltrack.io import OutputExistsError, read_track_table, write_table
 from celltrack.io.export import (
     export_tracks,
     lineage_ids,
@@ -21,32 +21,15 @@ from celltrack.io.export import (
     write_geff,
     write_trackmate_csv,
 )
-from celltrack.synthetic import generate_movie
 
 SPOT_KEYS = ["LABEL", "ID", "TRACK_ID", "QUALITY", "POSITION_X", "POSITION_Y", "POSITION_Z", "POSITION_T"]
 EDGE_KEYS = ["LABEL", "TRACK_ID", "SPOT_SOURCE_ID", "SPOT_TARGET_ID", "LINK_COST"]
 
 
 @pytest.fixture(scope="module")
-def result_dir(tmp_path_factory):
+def result_dir(tmp_path_factory, gt_as_result):
     """The ground truth of a small dividing movie copied as a CTC result folder (no tracks.csv)."""
-    movie = generate_movie(
-        frames=6,
-        height=96,
-        width=96,
-        nuclei=6,
-        seed=1,
-        min_cycle=0,
-        division_probability=0.3,
-        mitosis_frames=1,
-    )
-    root = tmp_path_factory.mktemp("export") / "movie"
-    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
-    res = root / "01_RES"
-    res.mkdir()
-    for path in sorted((root / "01_GT" / "TRA").glob("man_track*.tif")):
-        shutil.copy(path, res / path.name.replace("man_track", "mask"))
-    shutil.copy(root / "01_GT" / "TRA" / "man_track.txt", res / "res_track.txt")
+    _, res = gt_as_result(tmp_path_factory.mktemp("export") / "movie")
     return res
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from celltrack.cli import main as cli_main
 from celltrack.graph import TrackGraph
-from celltrack.io import OutputExistsError, open_sequence, read_track_table, write_ctc_dataset
+from celltrack.io import OutputExistsError, open_sequence, read_track_table
 from celltrack.io.provenance import RECORD_NAME, dumps_record, run_record, sequence_fingerprint
 from celltrack.metrics import evaluate
 from celltrack.report import (
@@ -24,7 +24,6 @@ from celltrack.report import (
     track_summary,
     write_report,
 )
-from celltrack.synthetic import generate_movie
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -87,25 +86,9 @@ def png_of(image: dict[str, str]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def movie_dirs(tmp_path_factory):
+def movie_dirs(tmp_path_factory, gt_as_result):
     """(raw movie, GT, result folder with a run record naming the raw movie) of a small dividing movie."""
-    movie = generate_movie(
-        frames=6,
-        height=96,
-        width=96,
-        nuclei=6,
-        seed=1,
-        min_cycle=0,
-        division_probability=0.3,
-        mitosis_frames=1,
-    )
-    root = tmp_path_factory.mktemp("report") / "movie"
-    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
-    res = root / "01_RES"
-    res.mkdir()
-    for path in sorted((root / "01_GT" / "TRA").glob("man_track*.tif")):
-        shutil.copy(path, res / path.name.replace("man_track", "mask"))
-    shutil.copy(root / "01_GT" / "TRA" / "man_track.txt", res / "res_track.txt")
+    root, res = gt_as_result(tmp_path_factory.mktemp("report") / "movie")
     record = run_record(
         "track",
         {"linker": {"max_distance": 20.0}},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.machinery
-import shutil
 import sys
 import types
 
@@ -12,33 +11,16 @@ import numpy as np
 import pytest
 
 from celltrack.cli import main as cli_main
-from celltrack.io import ImageSequence, open_sequence, read_track_table, write_ctc_dataset
+from celltrack.io import ImageSequence, open_sequence, read_track_table
 from celltrack.io.export import read_result
-from celltrack.synthetic import generate_movie
 from celltrack.viz import napari_view
 from celltrack.viz.napari_view import NAPARI_INSTALL_HINT, napari_layers, show_in_napari
 
 
 @pytest.fixture(scope="module")
-def movie_dirs(tmp_path_factory):
+def movie_dirs(tmp_path_factory, gt_as_result):
     """(raw movie, result folder): the ground truth of a small dividing movie copied as a result."""
-    movie = generate_movie(
-        frames=6,
-        height=96,
-        width=96,
-        nuclei=6,
-        seed=1,
-        min_cycle=0,
-        division_probability=0.3,
-        mitosis_frames=1,
-    )
-    root = tmp_path_factory.mktemp("napari") / "movie"
-    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
-    res = root / "01_RES"
-    res.mkdir()
-    for path in sorted((root / "01_GT" / "TRA").glob("man_track*.tif")):
-        shutil.copy(path, res / path.name.replace("man_track", "mask"))
-    shutil.copy(root / "01_GT" / "TRA" / "man_track.txt", res / "res_track.txt")
+    root, res = gt_as_result(tmp_path_factory.mktemp("napari") / "movie")
     return root / "01", res
 
 

@@ -13,11 +13,12 @@ and a 3-way softmax. SegNet keeps that recipe but makes it fully convolutional:
   tracker);
 * an ensemble of ``n_members`` independently trained members whose softmax outputs are averaged.
 
-Speed / size trade-off (one core of the 2-core dev box, 700×1100 frame, 512 px tiles, channels-last
-layout): a 16-channel member costs ≈ 0.25 s (3×3 layers ≈ 0.05 s each, the 200-wide head ≈ 0.09 s
-when evaluated in cache-sized chunks), so the default two-member ensemble takes ≈ 0.55 s on one
-thread and ≈ 0.25 s on two. 32 channels cost ≈ 3× more per 3×3 layer for a modest gain; each extra
-member adds ≈ 0.25 s and mostly smooths the probabilities (fewer spurious splits).
+Speed (2-core dev box, quiet, 512 px tiles, channels-last): a 700×1100 frame at model scale takes
+≈ 0.18 s on two threads and ≈ 0.40 s on one for the default two-member ensemble; the whole SegNet
+segmentation of a HeLa frame (rescale, probabilities, seeded watershed) ≈ 0.25 s on two threads. About
+half is the dilated 3×3 trunk, the rest the 200-wide head, which runs in cache-sized blocks of rows
+as oneDNN 1×1 convolutions with in-place ReLUs. On an oversubscribed machine two torch threads can be
+several times slower than one (thread barriers wait for descheduled threads): use one thread there.
 
 Inputs are normalised per frame by percentiles (:func:`normalize_frame`), which removes camera
 offsets (HeLa sits near 33,000 on a uint16 scale) and exposure differences for 8- and 16-bit data.
@@ -284,17 +285,6 @@ class SegNetMember(nn.Module):
         hidden = torch.addmm(self.fc.bias, rows, self.fc.weight.flatten(1).t()).relu_()
         return torch.addmm(self.out.bias, hidden, self.out.weight.flatten(1).t())
 
-    def class_probabilities_t(self, rows: torch.Tensor) -> torch.Tensor:
-        """Inference head: feature rows (P, C) → softmax probabilities (3, P), class-major.
-
-        Class-major output makes the 3-wide output product and the softmax run along the pixels
-        (≈ 4× and 10× faster than on (P, 3)); the result equals the softmax of :meth:`head_rows`
-        up to float rounding.
-        """
-        hidden = torch.addmm(self.fc.bias, rows, self.fc.weight.flatten(1).t()).relu_()
-        logits = torch.addmm(self.out.bias[:, None], self.out.weight.flatten(1), hidden.t())
-        return torch.softmax(logits, dim=0)
-
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """1×1 dense layer + output: (N, C, Y, X) features → (N, 3, Y, X) logits."""
         n, channels, height, width = h.shape
@@ -400,20 +390,22 @@ class SegNet(nn.Module):
             for member in self.members[1:]:
                 total = total + torch.softmax(member(x), dim=1)
             return total / len(self.members)
-        # Inference: every member's head, softmax and the average run block by block while the block
-        # is in cache, instead of as whole-frame passes over (pixels × 200) activations.
+        # Inference: every member's head, softmax and the average run on blocks of rows while the block
+        # is in cache, instead of as whole-frame passes over (pixels × 200) activations; oneDNN's 1×1
+        # convolutions on channels-last blocks use both threads of a 2-core machine best.
         trunks = [member.trunk(x) for member in self.members]
-        n, channels, height, width = trunks[0].shape
-        rows = [t.permute(0, 2, 3, 1).reshape(-1, channels) for t in trunks]
-        probs = x.new_empty((N_CLASSES, rows[0].shape[0]))
+        height, width = trunks[0].shape[-2:]
+        probs = x.new_empty((x.shape[0], N_CLASSES, height, width))
+        rows = max(1, _ENSEMBLE_BLOCK_PIXELS // width)
         scale = 1.0 / len(self.members)
-        for start in range(0, probs.shape[1], _ENSEMBLE_BLOCK_PIXELS):
-            block = slice(start, start + _ENSEMBLE_BLOCK_PIXELS)
-            total = self.members[0].class_probabilities_t(rows[0][block])
-            for member, member_rows in zip(self.members[1:], rows[1:], strict=True):
-                total += member.class_probabilities_t(member_rows[block])
-            torch.mul(total, scale, out=probs[:, block])
-        return probs.view(N_CLASSES, n, height, width).transpose(0, 1)
+        for y in range(0, height, rows):
+            total = None
+            for member, trunk in zip(self.members, trunks, strict=True):
+                logits = member.out(member.fc(trunk[..., y : y + rows, :]).relu_())
+                member_probs = torch.softmax(logits, dim=1)
+                total = member_probs if total is None else total.add_(member_probs)
+            probs[..., y : y + rows, :] = total.mul_(scale)
+        return probs
 
     def features(self, x: torch.Tensor, member: int = 0) -> list[torch.Tensor]:
         """ReLU maps of convolution layers 1-4 of one member, each (N, C_k, Y, X), aligned with ``x``.

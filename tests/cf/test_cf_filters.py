@@ -11,6 +11,8 @@ from celltrack.cf import (
     FilterBank,
     gaussian_target,
     locate_peaks,
+    max_over_steps,
+    sample_circular,
     signed_index,
     taper_window,
     window_origins,
@@ -348,6 +350,45 @@ def test_value_at_samples_the_response(rng: np.random.Generator) -> None:
     assert np.all(at_far < 0.5 * at_peak)
     with pytest.raises(ValueError, match="keep_response"):
         bank.detect(windows(nuclei.render(shape, start), start)).value_at(np.zeros((3, 2)))
+
+
+def test_precomputed_spectra_give_the_same_detection_and_update(rng: np.random.Generator) -> None:
+    n_cells = 5
+    nuclei = Nuclei(rng, n_cells)
+    start = grid_positions(n_cells)
+    shape = frame_shape(start)
+    config = CFConfig(layer_weights=(1.0,))
+    bank = FilterBank.train(windows(nuclei.render(shape, start), start), config, centres=start)
+    moved = start + rng.uniform(-2.0, 2.0, (n_cells, 2))
+    search = windows(nuclei.render(shape, moved), start)
+    # Every window searched by two filters (rows 0 and 1 share window 2): index the spectra like windows.
+    rows = np.array([0, 1, 2, 3, 4, 0])
+    picks = np.array([0, 2, 2, 3, 4, 2])
+    direct = bank.detect([search[0][picks]], start[picks], index=rows)
+    spectra = bank.spectra(search)
+    shared = bank.detect(None, start[picks], index=rows, spectra=[spectra[0][picks]])
+    np.testing.assert_allclose(shared.displacement, direct.displacement, atol=1e-5)
+    np.testing.assert_allclose(shared.peak, direct.peak, rtol=1e-5)
+    by_features = bank.select(np.arange(n_cells))
+    by_features.update(search, moved, learning_rate=0.3)
+    by_spectra = bank.select(np.arange(n_cells))
+    by_spectra.update(None, moved, learning_rate=0.3, spectra=spectra)
+    torch.testing.assert_close(by_spectra.numerators[0], by_features.numerators[0])
+    with pytest.raises(ValueError, match="exactly one"):
+        bank.detect(search, start, spectra=spectra)
+    with pytest.raises(ValueError, match="spectra must be complex"):
+        bank.detect(None, start[:2], index=[0, 1], spectra=spectra)
+
+
+def test_max_over_steps_equals_looped_bilinear_samples(rng: np.random.Generator) -> None:
+    maps = torch.as_tensor(rng.normal(size=(7, 16, 20)), dtype=torch.float32)
+    positions = torch.as_tensor(rng.uniform(-9.0, 9.0, (7, 2)), dtype=torch.float32)
+    steps = torch.tensor([[0, 0], [1, 0], [-1, 0], [0, 2], [-2, -1], [2, 2]])
+    looped = torch.stack([sample_circular(maps, positions + step.to(torch.float32)) for step in steps])
+    torch.testing.assert_close(max_over_steps(maps, positions, steps), looped.amax(dim=0))
+    # The disc of radius 0 is the plain bilinear sample.
+    centre_only = torch.zeros((1, 2), dtype=torch.int64)
+    torch.testing.assert_close(max_over_steps(maps, positions, centre_only), sample_circular(maps, positions))
 
 
 # ------------------------------------------------------------------------------------------ conventions

@@ -46,6 +46,7 @@ __all__ = [
     "detect_displacements",
     "gaussian_target",
     "locate_peaks",
+    "max_over_steps",
     "peak_to_sidelobe",
     "sample_circular",
     "signed_index",
@@ -235,6 +236,20 @@ def gaussian_target(
     return target[:, None]
 
 
+def _target_spectrum(shape: tuple[int, int], sigma: float, offsets: torch.Tensor) -> torch.Tensor:
+    """``rfft2`` of :func:`gaussian_target`, computed from its two 1-D factors (N, 1, H, W//2+1)."""
+    height, width = shape
+    dev = offsets.device
+    grid_y = signed_index(torch.arange(height, device=dev), height).to(torch.float32)
+    grid_x = signed_index(torch.arange(width, device=dev), width).to(torch.float32)
+    offsets = offsets.to(torch.float32)
+    along_y = torch.exp(-((grid_y[None, :] - offsets[:, 0:1]) ** 2) / (2.0 * sigma**2))
+    along_x = torch.exp(-((grid_x[None, :] - offsets[:, 1:2]) ** 2) / (2.0 * sigma**2))
+    if offsets.shape[0] == 0:  # oneMKL rejects empty batches
+        return torch.zeros((0, 1, height, width // 2 + 1), dtype=torch.complex64, device=dev)
+    return (torch.fft.fft(along_y)[:, :, None] * torch.fft.rfft(along_x)[:, None, :])[:, None]
+
+
 def _taper(config: CFConfig, shape: tuple[int, int], device: torch.device | str) -> torch.Tensor | None:
     return taper_window(shape, config.taper_alpha, device=device) if config.taper_alpha > 0 else None
 
@@ -258,10 +273,7 @@ def _full_spectrum_mean(half: torch.Tensor, width: int) -> torch.Tensor:
     return (half * column_weight).sum(dim=(-2, -1)) / (half.shape[-2] * width)
 
 
-def _train_terms(
-    features: torch.Tensor, target_spectrum: torch.Tensor, window: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    spectrum = _spectrum(features, window)
+def _train_terms(spectrum: torch.Tensor, target_spectrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     numerator = target_spectrum * spectrum.conj()
     denominator = (spectrum.real**2 + spectrum.imag**2).sum(dim=1, keepdim=True)
     return numerator, denominator
@@ -296,11 +308,22 @@ def correlation_responses(
     """
     height, width = features.shape[-2:]
     spectrum = _spectrum(features, window)
-    lam = lambda_rel * _full_spectrum_mean(denominator, width)[..., None, None]
+    return _spectrum_responses(numerator, denominator, spectrum, lambda_rel, (height, width))
+
+
+def _spectrum_responses(
+    numerator: torch.Tensor,
+    denominator: torch.Tensor,
+    spectrum: torch.Tensor,
+    lambda_rel: float,
+    shape: tuple[int, int],
+) -> torch.Tensor:
+    """:func:`correlation_responses` from the (tapered) spectrum of the features."""
+    lam = lambda_rel * _full_spectrum_mean(denominator, shape[1])[..., None, None]
     correlated = (numerator * spectrum).sum(dim=1) / (denominator[:, 0] + lam[:, 0])
     if correlated.shape[0] == 0:
-        return torch.zeros((0, height, width), dtype=torch.float32, device=features.device)
-    return torch.fft.irfft2(correlated, s=(height, width))
+        return torch.zeros((0, *shape), dtype=torch.float32, device=spectrum.device)
+    return torch.fft.irfft2(correlated, s=shape)
 
 
 def _circular_near(peaks: torch.Tensor, size: int, radius: float) -> torch.Tensor:
@@ -421,6 +444,46 @@ def sample_circular(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
         + _gather(maps, iy, ix + 1) * (1 - fy) * fx
         + _gather(maps, iy + 1, ix + 1) * fy * fx
     )
+
+
+def max_over_steps(maps: torch.Tensor, positions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Maximum of bilinear samples of circular maps at ``positions + step`` over integer steps.
+
+    Equals ``max_k sample_circular(maps, positions + steps[k])`` with one gather of a small patch per map.
+
+    Parameters
+    ----------
+    maps : torch.Tensor
+        (M, H, W).
+    positions : torch.Tensor
+        (M, 2) ``(y, x)`` signed positions relative to index ``(0, 0)``.
+    steps : torch.Tensor
+        (K, 2) integer ``(dy, dx)`` steps, K >= 1.
+
+    Returns
+    -------
+    torch.Tensor
+        (M,) maxima.
+    """
+    positions = positions.to(dtype=maps.dtype)
+    steps = steps.to(device=maps.device, dtype=torch.int64)
+    base = torch.floor(positions)
+    fy, fx = (positions - base).unbind(dim=1)
+    reach = int(steps.abs().max()) if steps.numel() else 0
+    offsets = torch.arange(-reach, reach + 2, device=maps.device)
+    rows = (base[:, 0].to(torch.int64)[:, None] + offsets) % maps.shape[1]  # (M, P)
+    cols = (base[:, 1].to(torch.int64)[:, None] + offsets) % maps.shape[2]
+    cells = torch.arange(maps.shape[0], device=maps.device)[:, None, None]
+    patch = maps[cells, rows[:, :, None], cols[:, None, :]]
+    a, b = steps[:, 0] + reach, steps[:, 1] + reach  # (K,)
+    fy, fx = fy[:, None], fx[:, None]
+    values = (
+        patch[:, a, b] * (1 - fy) * (1 - fx)
+        + patch[:, a + 1, b] * fy * (1 - fx)
+        + patch[:, a, b + 1] * (1 - fy) * fx
+        + patch[:, a + 1, b + 1] * fy * fx
+    )
+    return values.amax(dim=1)
 
 
 # ----------------------------------------------------------------------------------------------- state
@@ -565,10 +628,12 @@ class FilterBank:
         device = torch.device(device) if device is not None else features[0].device
         offsets = _window_offsets(centres, n, (height, width)).to(device)
         window = _taper(config, (height, width), device)
-        target_spectrum = _spectrum(gaussian_target((height, width), config.sigma, offsets), None)
+        target_spectrum = _target_spectrum((height, width), config.sigma, offsets)
         numerators, denominators = [], []
         for layer in features:
-            num, den = _train_terms(layer.to(device=device, dtype=torch.float32), target_spectrum, window)
+            num, den = _train_terms(
+                _spectrum(layer.to(device=device, dtype=torch.float32), window), target_spectrum
+            )
             numerators.append(num)
             denominators.append(den)
         return cls(numerators, denominators, (height, width), config, layer_weights)
@@ -620,6 +685,33 @@ class FilterBank:
             )
         return [layer.to(device=self.device, dtype=torch.float32) for layer in features]
 
+    def spectra(self, features: Features) -> list[torch.Tensor]:
+        """Tapered Fourier transforms of feature windows, reusable by :meth:`detect` and :meth:`update`.
+
+        When several filters meet the same windows (candidate windows shared by competing tracks, then the
+        update at the chosen ones), transforming each window once saves most of the FFT work.
+
+        Parameters
+        ----------
+        features : list of torch.Tensor
+            Per layer (M, C_l, H, W) features, H x W the bank's window shape.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Per layer (M, C_l, H, W//2+1) complex64; index rows freely (e.g. ``[s[rows] for s in spectra]``).
+        """
+        window = self._window()
+        return [_spectrum(layer, window) for layer in self._validate(features, None)]
+
+    def _check_spectra(self, spectra: Sequence[torch.Tensor], n_expected: int) -> list[torch.Tensor]:
+        height, width = self.window_shape
+        expected = [(n_expected, c, height, width // 2 + 1) for c in self.layer_channels]
+        shapes = [tuple(layer.shape) for layer in spectra]
+        if shapes != expected or not all(layer.is_complex() for layer in spectra):
+            raise ValueError(f"spectra must be complex tensors of shapes {expected}, got {shapes}")
+        return [layer.to(self.device) for layer in spectra]
+
     def filters(self) -> list[torch.Tensor]:
         """Regularised Fourier filters ``W^d = A^d / (B + lambda_eff)``, per layer (N, C_l, H, W//2+1)."""
         width = self.window_shape[1]
@@ -633,11 +725,12 @@ class FilterBank:
 
     def detect(
         self,
-        features: Features,
+        features: Features | None,
         centres: np.ndarray | torch.Tensor | None = None,
         *,
         index: np.ndarray | torch.Tensor | None = None,
         keep_response: bool = False,
+        spectra: Sequence[torch.Tensor] | None = None,
     ) -> CFDetection:
         """Locate each filter's cell in search windows, all in one batched pass per layer.
 
@@ -652,11 +745,44 @@ class FilterBank:
             Filter row for each window (e.g. ``K`` candidate windows per track); ``arange(N)`` if omitted.
         keep_response : bool
             Keep the combined response maps in the result (needed for :meth:`CFDetection.value_at`).
+        spectra : list of torch.Tensor, optional
+            :meth:`spectra` of the search windows, in place of ``features`` (pass ``features=None``).
 
         Returns
         -------
         CFDetection
         """
+        responses = self._layer_responses(features, index, spectra)
+        offsets = _window_offsets(centres, responses[0].shape[0], self.window_shape).to(self.device)
+        return self._combine(responses, offsets, keep_response)
+
+    def response_maps(
+        self,
+        features: Features | None,
+        *,
+        index: np.ndarray | torch.Tensor | None = None,
+        spectra: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Combined response maps ``sum_l w_l r_l / sum_l w_l`` only, without locating peaks.
+
+        For callers that read responses at known positions (e.g. a linker scoring candidate detections)
+        rather than search for the maximum. Arguments as for :meth:`detect`.
+
+        Returns
+        -------
+        torch.Tensor
+            (M, H, W) float32 circular maps, index ``(0, 0)`` at each window's rounded centre.
+        """
+        responses = self._layer_responses(features, index, spectra)
+        combined = sum(w * r for w, r in zip(self.layer_weights, responses, strict=True))
+        return combined / sum(self.layer_weights)
+
+    def _layer_responses(
+        self,
+        features: Features | None,
+        index: np.ndarray | torch.Tensor | None,
+        spectra: Sequence[torch.Tensor] | None,
+    ) -> list[torch.Tensor]:
         rows = None
         if index is not None:
             rows = torch.as_tensor(np.asarray(index), dtype=torch.int64, device=self.device).reshape(-1)
@@ -665,18 +791,26 @@ class FilterBank:
                     f"index values must lie in [0, {self.n_cells}), got {rows.min()}..{rows.max()}"
                 )
         n_windows = self.n_cells if rows is None else int(rows.numel())
-        layers = self._validate(features, n_windows)
-        offsets = _window_offsets(centres, n_windows, self.window_shape).to(self.device)
-        window = self._window()
+        spectra = self._resolve_spectra(features, spectra, n_windows)
         responses = []
-        for num, den, layer in zip(self.numerators, self.denominators, layers, strict=True):
+        for num, den, spectrum in zip(self.numerators, self.denominators, spectra, strict=True):
             if rows is not None:
                 num, den = num[rows], den[rows]
-            response = correlation_responses(num, den, layer, self.config.lambda_rel, window)
+            response = _spectrum_responses(num, den, spectrum, self.config.lambda_rel, self.window_shape)
             if self.config.layer_norm == "max":
                 response = response / response.flatten(1).abs().amax(dim=1).clamp_min(1e-12)[:, None, None]
             responses.append(response)
-        return self._combine(responses, offsets, keep_response)
+        return responses
+
+    def _resolve_spectra(
+        self, features: Features | None, spectra: Sequence[torch.Tensor] | None, n_windows: int
+    ) -> list[torch.Tensor]:
+        if (features is None) == (spectra is None):
+            raise ValueError("pass either features or spectra (exactly one of them)")
+        if spectra is not None:
+            return self._check_spectra(spectra, n_windows)
+        window = self._window()
+        return [_spectrum(layer, window) for layer in self._validate(features, n_windows)]
 
     def _combine(
         self, responses: list[torch.Tensor], offsets: torch.Tensor, keep_response: bool
@@ -759,10 +893,11 @@ class FilterBank:
 
     def update(
         self,
-        features: Features,
+        features: Features | None,
         centres: np.ndarray | torch.Tensor | None = None,
         *,
         learning_rate: float | np.ndarray | torch.Tensor | None = None,
+        spectra: Sequence[torch.Tensor] | None = None,
     ) -> None:
         """Blend features at the new positions into the filters (in place).
 
@@ -776,8 +911,10 @@ class FilterBank:
             Float centres of those windows (target placed at their rounding offsets).
         learning_rate : float or array-like of shape (N,), optional
             ``eta`` in [0, 1]; per-cell values allow freezing uncertain cells (0). Defaults to the config's.
+        spectra : list of torch.Tensor, optional
+            :meth:`spectra` of those windows, in place of ``features`` (pass ``features=None``).
         """
-        layers = self._validate(features, self.n_cells)
+        spectra = self._resolve_spectra(features, spectra, self.n_cells)
         rate = torch.as_tensor(
             self.config.learning_rate if learning_rate is None else learning_rate, dtype=torch.float32
         ).to(self.device)
@@ -791,10 +928,9 @@ class FilterBank:
             raise ValueError("learning_rate values must lie in [0, 1]")
         rate = rate[:, None, None, None]
         offsets = _window_offsets(centres, self.n_cells, self.window_shape).to(self.device)
-        target_spectrum = _spectrum(gaussian_target(self.window_shape, self.config.sigma, offsets), None)
-        window = self._window()
-        for layer_index, layer in enumerate(layers):
-            num, den = _train_terms(layer, target_spectrum, window)
+        target_spectrum = _target_spectrum(self.window_shape, self.config.sigma, offsets)
+        for layer_index, spectrum in enumerate(spectra):
+            num, den = _train_terms(spectrum, target_spectrum)
             self.numerators[layer_index] = (1 - rate) * self.numerators[layer_index] + rate * num
             self.denominators[layer_index] = (1 - rate) * self.denominators[layer_index] + rate * den
 

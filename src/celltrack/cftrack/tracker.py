@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from celltrack.cf import CFConfig, FilterBank
-from celltrack.features import FeatureExtractor, FullFrameExtractor
+from celltrack.features import FeatureExtractor
 from celltrack.graph import TrackGraph
 
 logger = logging.getLogger(__name__)
@@ -198,11 +198,7 @@ class CFTracker:
         return self.config.cf.window_for(diameter)
 
     def _crop(self, frame: np.ndarray) -> Callable[[np.ndarray], list[torch.Tensor]]:
-        size = self._size
-        if isinstance(self.extractor, FullFrameExtractor):
-            maps = self.extractor.compute_maps(frame)
-            return lambda centres: self.extractor.windows_from_maps(maps, centres, size)
-        return lambda centres: self.extractor.extract_windows(frame, centres, size)
+        return self.extractor.window_cropper(frame, self._size)
 
     def track(
         self,

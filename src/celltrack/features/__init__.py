@@ -3,6 +3,7 @@
 from celltrack.features.base import (
     FeatureExtractor,
     FullFrameExtractor,
+    as_frame_array,
     as_frame_tensor,
     background_fill,
     crop_windows,
@@ -16,6 +17,7 @@ __all__ = [
     "FullFrameExtractor",
     "RawConfig",
     "RawExtractor",
+    "as_frame_array",
     "as_frame_tensor",
     "background_fill",
     "crop_windows",

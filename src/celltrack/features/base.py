@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FeatureExtractor",
     "FullFrameExtractor",
+    "as_frame_array",
     "as_frame_tensor",
     "background_fill",
     "crop_windows",
@@ -64,14 +65,8 @@ def as_frame_tensor(
             raise TypeError(f"frame must be real, got {tensor.dtype}")
         tensor = tensor.to(dtype=torch.float32, device=device if device is not None else tensor.device)
     elif isinstance(frame, np.ndarray):
-        if not (
-            np.issubdtype(frame.dtype, np.integer)
-            or np.issubdtype(frame.dtype, np.floating)
-            or frame.dtype == np.bool_
-        ):
-            raise TypeError(f"frame must hold real numbers, got dtype {frame.dtype}")
         # via float32 numpy: torch has no general uint16/uint32 arithmetic
-        tensor = torch.as_tensor(np.asarray(frame, dtype=np.float32), device=device)
+        tensor = torch.as_tensor(np.asarray(as_frame_array(frame), dtype=np.float32), device=device)
     else:
         raise TypeError(
             f"frame must be a numpy array or torch tensor of shape (Y, X), got {type(frame).__name__}"
@@ -79,6 +74,32 @@ def as_frame_tensor(
     if tensor.ndim != 2:
         raise ValueError(f"frame must be 2-D (Y, X), got shape {tuple(tensor.shape)}; pass one time point")
     return tensor
+
+
+def as_frame_array(frame: np.ndarray) -> np.ndarray:
+    """Validate a 2-D real numpy frame, keeping its dtype (no copy).
+
+    Parameters
+    ----------
+    frame : np.ndarray
+        (Y, X) image of any real dtype.
+
+    Returns
+    -------
+    np.ndarray
+        The same array.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy array of shape (Y, X), got {type(frame).__name__}")
+    if not (
+        np.issubdtype(frame.dtype, np.integer)
+        or np.issubdtype(frame.dtype, np.floating)
+        or frame.dtype == np.bool_
+    ):
+        raise TypeError(f"frame must hold real numbers, got dtype {frame.dtype}")
+    if frame.ndim != 2:
+        raise ValueError(f"frame must be 2-D (Y, X), got shape {frame.shape}; pass one time point")
+    return frame
 
 
 def sample_pixels(values: torch.Tensor, max_elements: int | None = None) -> torch.Tensor:
@@ -240,6 +261,22 @@ class FeatureExtractor(ABC):
         """
 
 
+    def window_cropper(
+        self, frame: np.ndarray | torch.Tensor, size: int
+    ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:
+        """A function cropping feature windows of side ``size`` from this frame, for repeated use.
+
+        The tracker crops several sets of windows per frame (search, recentring, update); this keeps whatever
+        per-frame work an extractor has (e.g. full-frame maps) to once per frame.
+
+        Returns
+        -------
+        callable
+            ``crop(centres (M, 2)) -> list of (M, C_l, size, size)``, as :meth:`extract_windows`.
+        """
+        return lambda centres: self.extract_windows(frame, centres, size)
+
+
 class FullFrameExtractor(FeatureExtractor):
     """Extractor whose features are full-frame maps, computed once per frame and cropped for every window.
 
@@ -277,6 +314,13 @@ class FullFrameExtractor(FeatureExtractor):
     ) -> list[torch.Tensor]:
         """Feature windows around the centres (see :meth:`FeatureExtractor.extract_windows`)."""
         return self.windows_from_maps(self.compute_maps(frame), centres, size)
+
+    def window_cropper(
+        self, frame: np.ndarray | torch.Tensor, size: int
+    ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:
+        """Crop function over maps computed once for this frame (:meth:`FeatureExtractor.window_cropper`)."""
+        maps = self.compute_maps(frame)
+        return lambda centres: self.windows_from_maps(maps, centres, size)
 
 
 def detect_recentred(

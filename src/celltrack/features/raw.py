@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 from torch.nn.functional import conv2d, pad
 
-from celltrack.features.base import FullFrameExtractor, as_frame_tensor, sample_pixels
+from celltrack.cf.windows import as_centres, window_origins
+from celltrack.features.base import (
+    FullFrameExtractor,
+    as_frame_array,
+    as_frame_tensor,
+    sample_pixels,
+    standardise_windows,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Pixels sampled (on a regular grid) to estimate the frame's percentiles: plenty for a stable
 #: background and high level, and it keeps the sort off the per-frame hot path.
-_PERCENTILE_SAMPLE = 1 << 18
+_PERCENTILE_SAMPLE = 1 << 14
 
 __all__ = ["RawConfig", "RawExtractor", "extract_raw_windows", "raw_feature_maps"]
 
@@ -116,30 +125,121 @@ def raw_feature_maps(
     background, high = float(levels[0]), float(levels[1])
     scale = high - background
     if not scale > 0:
-        # A flat frame (e.g. all background): fall back to the full range so maps stay finite.
         scale = float(image.max() - image.min()) or 1.0
     intensity = (image - background) / scale
-    smoothed = _gaussian_blur(intensity, config.gradient_sigma)
-    grad_y, grad_x = torch.gradient(smoothed)
-    gradient = torch.sqrt(grad_y**2 + grad_x**2)
+    smoothed = pad(_gaussian_blur(intensity, config.gradient_sigma)[None, None], (1, 1, 1, 1), mode="reflect")
+    smoothed = smoothed[0, 0]
+    grad_y = smoothed[2:, 1:-1] - smoothed[:-2, 1:-1]
+    grad_x = smoothed[1:-1, 2:] - smoothed[1:-1, :-2]
+    gradient = 0.5 * torch.sqrt(grad_y**2 + grad_x**2)
     return torch.stack([_gaussian_blur(intensity, config.intensity_sigma), gradient])
+
+
+def _levels(image: np.ndarray, config: RawConfig) -> tuple[float, float]:
+    """Background level and scale (``high - background``) of a frame, from a regular pixel sample."""
+    step = max(1, math.ceil(math.sqrt(image.size / _PERCENTILE_SAMPLE)))
+    sample = image[::step, ::step]
+    background, high = np.percentile(sample, [config.background_percentile, config.high_percentile]).tolist()
+    scale = high - background
+    if not scale > 0:
+        # A flat frame (e.g. all background): fall back to the full range so maps stay finite.
+        scale = float(image.max() - image.min()) or 1.0
+    return background, scale
+
+
+def _blur_last_axes(stack: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of the last two axes of (..., Y, X) float32, mirrored borders, ``ceil(3 sigma)`` taps."""
+    if sigma <= 0:
+        return stack
+    radius = max(1, math.ceil(3 * sigma))
+    sigmas = (0.0,) * (stack.ndim - 2) + (sigma, sigma)
+    return ndimage.gaussian_filter(stack, sigmas, mode="mirror", truncate=radius / sigma)
+
+
+def _blur_radius(sigma: float) -> int:
+    return max(1, math.ceil(3 * sigma)) if sigma > 0 else 0
+
+
+def _gradient_magnitude(padded: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Central-difference gradient magnitude of (..., Y + 2, X + 2) one-pixel-padded arrays -> (..., Y, X)."""
+    grad_y = padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]
+    grad_x = padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]
+    # sqrt of squares in place: np.hypot's overflow guard costs several times more and is not needed here
+    np.multiply(grad_y, grad_y, out=grad_y)
+    np.multiply(grad_x, grad_x, out=grad_x)
+    grad_y += grad_x
+    out = np.sqrt(grad_y, out=out)
+    out *= np.float32(0.5)
+    return out
 
 
 def _raw_maps_numpy(image: np.ndarray, config: RawConfig) -> np.ndarray:
     """CPU path of :func:`raw_feature_maps`: the same maps with numpy/scipy, several times faster."""
-    step = max(1, math.ceil(math.sqrt(image.size / _PERCENTILE_SAMPLE)))
-    background, high = np.percentile(
-        image[::step, ::step], [config.background_percentile, config.high_percentile]
-    ).tolist()
-    scale = high - background
-    if not scale > 0:
-        scale = float(image.max() - image.min()) or 1.0
+    background, scale = _levels(image, config)
     intensity = (image - np.float32(background)) * np.float32(1.0 / scale)
-    smoothed = _gaussian_blur(torch.from_numpy(intensity), config.gradient_sigma).numpy()
-    grad_y, grad_x = np.gradient(smoothed)
+    # Mirrored one-pixel border: the gradient at the frame's edge is what a window crossing it computes.
+    smoothed = np.pad(_blur_last_axes(intensity, config.gradient_sigma), 1, mode="reflect")
     out = np.empty((2, *image.shape), np.float32)
-    out[0] = _gaussian_blur(torch.from_numpy(intensity), config.intensity_sigma).numpy()
-    np.hypot(grad_y, grad_x, out=out[1])
+    out[0] = _blur_last_axes(intensity, config.intensity_sigma)
+    _gradient_magnitude(smoothed, out=out[1])
+    return out
+
+
+def _mirror_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices reflected into ``[0, size)`` about the edge pixels (scipy's ``"mirror"`` padding)."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < size, folded, period - folded)
+
+
+def _raw_windows_numpy(
+    image: np.ndarray, centres: torch.Tensor, size: int, config: RawConfig
+) -> np.ndarray:
+    """Raw feature windows computed inside each window only (plus a margin for the filters).
+
+    Equal to cropping :func:`_raw_maps_numpy`'s maps with background (zero) outside the frame: inside the
+    frame the margin reproduces the mirrored full-frame filtering, outside it is set to zero. Cheaper than
+    full-frame maps whenever the windows cover less than the frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 2, size, size) float32, not yet standardised.
+    """
+    background, scale = _levels(image, config)
+    margin = max(_blur_radius(config.intensity_sigma), _blur_radius(config.gradient_sigma) + 1)
+    origins, _ = window_origins(centres, size)
+    origins_np = origins.numpy()
+    steps = np.arange(-margin, size + margin)
+    rows = origins_np[:, 0:1] + steps  # (N, size + 2 margin)
+    cols = origins_np[:, 1:2] + steps
+    height, width = image.shape
+    span = size + 2 * margin
+    raw = np.empty((len(origins_np), span, span), image.dtype)
+    interior = np.all(origins_np - margin >= 0, axis=1) & (origins_np[:, 0] - margin + span <= height)
+    interior &= origins_np[:, 1] - margin + span <= width
+    if interior.any():
+        # A strided view gathers whole windows at once, far faster than per-pixel fancy indexing.
+        views = sliding_window_view(image, (span, span))
+        raw[interior] = views[origins_np[interior, 0] - margin, origins_np[interior, 1] - margin]
+    border = ~interior
+    if border.any():
+        raw[border] = image[
+            _mirror_index(rows[border], height)[:, :, None], _mirror_index(cols[border], width)[:, None, :]
+        ]
+    intensity = (raw - np.float32(background)) * np.float32(1.0 / scale)
+    inner = slice(margin, margin + size)
+    ring = slice(margin - 1, margin + size + 1)
+    out = np.empty((len(centres), 2, size, size), np.float32)
+    out[:, 0] = _blur_last_axes(intensity, config.intensity_sigma)[:, inner, inner]
+    smoothed = _blur_last_axes(intensity, config.gradient_sigma)
+    _gradient_magnitude(smoothed[:, ring, ring], out=out[:, 1])
+    inside_rows = (rows[:, inner] >= 0) & (rows[:, inner] < height)
+    inside_cols = (cols[:, inner] >= 0) & (cols[:, inner] < width)
+    # Background (zero after subtraction) outside the frame, as for crops of the full-frame maps.
+    out *= (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]
     return out
 
 
@@ -169,6 +269,35 @@ class RawExtractor(FullFrameExtractor):
     def compute_maps(self, frame: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         """Full-frame maps: a one-element list holding the (2, Y, X) raw feature maps."""
         return [raw_feature_maps(frame, self.config, self.device)]
+
+    def window_cropper(
+        self, frame: np.ndarray | torch.Tensor, size: int
+    ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:
+        """Crop function for this frame: window-local on CPU (see :meth:`extract_windows`), maps on GPU."""
+        if self._window_local(frame):
+            return lambda centres: self.extract_windows(frame, centres, size)
+        return super().window_cropper(frame, size)
+
+    def _window_local(self, frame: np.ndarray | torch.Tensor) -> bool:
+        on_gpu = isinstance(frame, torch.Tensor) and frame.device.type != "cpu"
+        return self.device.type == "cpu" and not on_gpu
+
+    def extract_windows(
+        self, frame: np.ndarray | torch.Tensor, centres: np.ndarray | torch.Tensor, size: int
+    ) -> list[torch.Tensor]:
+        """Feature windows around the centres, computed inside the windows only on CPU.
+
+        Equal to ``windows_from_maps(compute_maps(frame), centres, size)`` (see
+        :meth:`celltrack.features.FeatureExtractor.extract_windows`) without filtering the whole frame: the
+        tracker needs a few hundred windows per frame, usually far fewer pixels than the frame holds.
+        """
+        if not self._window_local(frame):
+            return super().extract_windows(frame, centres, size)
+        image = as_frame_tensor(frame).numpy() if isinstance(frame, torch.Tensor) else as_frame_array(frame)
+        if min(image.shape) < 2:
+            raise ValueError(f"frame must be at least 2 x 2 pixels, got {tuple(image.shape)}")
+        windows = _raw_windows_numpy(image, as_centres(centres), int(size), self.config)
+        return [standardise_windows(torch.from_numpy(windows))]
 
     def pad_fill(self, layer_maps: torch.Tensor) -> torch.Tensor:
         """Background outside the image: zero intensity (background already subtracted) and zero gradient."""

@@ -1,25 +1,54 @@
 """Correlation-filter appearance of the active tracks, one batched pass per frame.
 
 :class:`TrackFilters` keeps one filter per active track (rows of a :class:`celltrack.cf.FilterBank`, in
-the linker's row order). Per frame it crops one window per track at the track's predicted position,
-runs the bank once, and reads each response map at the offsets of that track's candidate detections.
+the linker's row order). Per frame the features are computed once, in one window per detection; every
+(track, candidate) pair runs the bank on its candidate's window (or, with ``centring="predicted"``, on a
+window at the track's predicted position) in one batched pass, and the same windows update the filters.
 Filters are trained when a track starts and blended (rate ``eta``) at every linked position.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from celltrack.cf import CFConfig, FilterBank, sample_circular
-from celltrack.features import FullFrameExtractor, as_frame_tensor, crop_windows
+from celltrack.cf import CFConfig, FilterBank, max_over_steps, window_origins
+from celltrack.features import FeatureExtractor, as_frame_array
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrackFilters", "measure_intensity"]
+__all__ = ["FrameWindows", "TrackFilters", "measure_intensity"]
+
+
+def _on(index: np.ndarray, tensor: torch.Tensor) -> torch.Tensor:
+    """int64 index tensor on the tensor's device."""
+    return torch.as_tensor(np.asarray(index, np.int64), device=tensor.device)
+
+
+@dataclass
+class FrameWindows:
+    """Feature windows of one frame, centred on its detections.
+
+    Attributes
+    ----------
+    crop : callable
+        ``crop(centres (M, 2)) -> list of (M, C_l, S, S)`` for further windows of this frame.
+    yx : numpy.ndarray, shape (D, 2)
+        Detection positions (px).
+    windows : list of torch.Tensor
+        Per layer (D, C_l, S, S): the standardised window of every detection.
+    spectra : list of torch.Tensor or None
+        Their tapered Fourier transforms (:meth:`celltrack.cf.FilterBank.spectra`), filled on first use.
+    """
+
+    crop: Callable[[np.ndarray], list[torch.Tensor]]
+    yx: np.ndarray
+    windows: list[torch.Tensor]
+    spectra: list[torch.Tensor] | None = None
 
 
 class TrackFilters:
@@ -27,7 +56,7 @@ class TrackFilters:
 
     Parameters
     ----------
-    extractor : FullFrameExtractor
+    extractor : FeatureExtractor
         Feature extractor (e.g. :class:`celltrack.features.RawExtractor`).
     window : int
         Window side (px).
@@ -47,7 +76,7 @@ class TrackFilters:
 
     def __init__(
         self,
-        extractor: FullFrameExtractor,
+        extractor: FeatureExtractor,
         window: int,
         sigma: float,
         lambda_rel: float,
@@ -73,37 +102,59 @@ class TrackFilters:
         )
         self.bank: FilterBank | None = None
         grid = np.arange(-self.pool, self.pool + 1)
-        steps = [(dy, dx) for dy in grid for dx in grid if 0 < dy * dy + dx * dx <= self.pool * self.pool]
-        self._pool_steps = [torch.tensor([[dy, dx]], dtype=torch.float32) for dy, dx in steps]
+        steps = [(dy, dx) for dy in grid for dx in grid if dy * dy + dx * dx <= self.pool * self.pool]
+        self._pool_steps = torch.tensor(steps, dtype=torch.int64).reshape(-1, 2)
 
     @property
     def n_rows(self) -> int:
         """Number of filters held."""
         return 0 if self.bank is None else self.bank.n_cells
 
-    def maps(self, frame: np.ndarray) -> list[torch.Tensor]:
-        """Full-frame feature maps of one frame."""
-        return self.extractor.compute_maps(frame)
-
-    def responses(
-        self,
-        maps: Sequence[torch.Tensor],
-        predicted: np.ndarray,
-        pair_rows: np.ndarray,
-        pair_yx: np.ndarray,
-    ) -> np.ndarray:
-        """Filter response of row ``pair_rows[p]`` at ``pair_yx[p]``, one detection pass for all pairs.
+    def prepare(self, frame: np.ndarray, detections_yx: np.ndarray) -> FrameWindows:
+        """Feature windows of one frame, centred on its detections, computed once for every later use.
 
         Parameters
         ----------
-        maps : sequence of torch.Tensor
-            Feature maps of the frame searched.
+        frame : numpy.ndarray, shape (Y, X)
+            Raw frame.
+        detections_yx : numpy.ndarray, shape (D, 2)
+            Positions of the frame's detections (px).
+
+        Returns
+        -------
+        FrameWindows
+        """
+        crop = self.extractor.window_cropper(frame, self.window)
+        yx = np.ascontiguousarray(detections_yx, dtype=np.float64).reshape(-1, 2)
+        return FrameWindows(crop=crop, yx=yx, windows=crop(yx))
+
+    def _spectra(self, frame: FrameWindows) -> list[torch.Tensor]:
+        """Spectra of the frame's detection windows, transformed once and shared by all filters."""
+        if frame.spectra is None:
+            if self.bank is None:
+                raise RuntimeError("spectra need a filter bank (its taper and window shape)")
+            frame.spectra = self.bank.spectra(frame.windows)
+        return frame.spectra
+
+    def responses(
+        self,
+        frame: FrameWindows,
+        predicted: np.ndarray,
+        pair_rows: np.ndarray,
+        pair_cols: np.ndarray,
+    ) -> np.ndarray:
+        """Filter response of row ``pair_rows[p]`` at detection ``pair_cols[p]``, one pass for all pairs.
+
+        Parameters
+        ----------
+        frame : FrameWindows
+            The searched frame (:meth:`prepare`).
         predicted : numpy.ndarray, shape (R, 2)
-            Window centre of every row (its predicted position).
+            Predicted position of every row (window centre with ``centring="predicted"``).
         pair_rows : numpy.ndarray of int, shape (P,)
             Row of each candidate pair.
-        pair_yx : numpy.ndarray, shape (P, 2)
-            Candidate positions (px).
+        pair_cols : numpy.ndarray of int, shape (P,)
+            Detection (index into ``frame.yx``) of each candidate pair.
 
         Returns
         -------
@@ -115,78 +166,70 @@ class TrackFilters:
             return np.full(len(pair_rows), np.nan)
         if len(predicted) != self.bank.n_cells:
             raise RuntimeError(f"{len(predicted)} window centres for {self.bank.n_cells} filters")
+        pair_yx = frame.yx[pair_cols]
         if self.centring == "candidate":
             # One window per candidate pair, centred on the candidate: the response at the window centre is
             # the appearance match alone, free of the Hann taper's pull toward the predicted position.
-            centres = np.ascontiguousarray(pair_yx, dtype=np.float64)
-            windows = self.extractor.windows_from_maps(maps, centres, self.window)
-            detection = self.bank.detect(windows, centres, index=pair_rows, keep_response=True)
+            spectra = [layer[_on(pair_cols, layer)] for layer in self._spectra(frame)]
+            response = self.bank.response_maps(None, index=pair_rows, spectra=spectra)
+            centres = pair_yx
             displacement = np.zeros((len(pair_rows), 2))
-            rows = np.arange(len(pair_rows))
         else:
-            windows = self.extractor.windows_from_maps(maps, predicted, self.window)
-            detection = self.bank.detect(windows, predicted, keep_response=True)
-            displacement = pair_yx - predicted[pair_rows]
-            rows = pair_rows
-        response = detection.response
-        if response is None:  # pragma: no cover - keep_response=True always keeps it
-            raise RuntimeError("filter bank returned no response maps")
+            maps = self.bank.response_maps(frame.crop(predicted))
+            response = maps[_on(pair_rows, maps)]
+            centres = predicted[pair_rows]
+            displacement = pair_yx - centres
+        _, offsets = window_origins(centres, self.window)
         half = self.window / 2.0 - 1.0
         inside = np.all(np.abs(displacement) <= half, axis=1)
-        maps_of_pairs = response[torch.as_tensor(rows, device=response.device)]
-        shift = torch.as_tensor(
-            (displacement + detection.offsets[rows]).astype(np.float32), device=response.device
-        )
+        shift = torch.as_tensor(displacement.astype(np.float32), device=response.device)
+        shift = shift + offsets.to(response.device)
         # Max over a disc of integer steps around the candidate: a centroid a pixel or two off the
         # filter's peak (irregular shapes, marker placement) should not count as a poor match.
-        values = sample_circular(maps_of_pairs, shift)
-        for step in self._pool_steps:
-            values = torch.maximum(values, sample_circular(maps_of_pairs, shift + step.to(shift.device)))
+        values = max_over_steps(response, shift, self._pool_steps)
         values_np = np.clip(values.cpu().numpy().astype(np.float64), 0.0, 1.0)
         return np.where(inside, values_np, np.nan)
 
     def advance(
         self,
-        maps: Sequence[torch.Tensor] | None,
+        frame: FrameWindows | None,
         updated_rows: np.ndarray,
-        updated_yx: np.ndarray,
+        updated_cols: np.ndarray,
         kept_rows: np.ndarray,
-        new_yx: np.ndarray,
+        new_cols: np.ndarray,
     ) -> None:
         """Re-order the bank to ``[updated rows, kept rows, new tracks]`` after a frame.
 
         Parameters
         ----------
-        maps : sequence of torch.Tensor or None
-            Feature maps of the frame just linked (needed when rows are updated or added).
-        updated_rows : numpy.ndarray of int
-            Rows linked in this frame; blended with the features at ``updated_yx`` (K, 2).
-        updated_yx : numpy.ndarray, shape (K, 2)
+        frame : FrameWindows or None
+            The frame just linked (needed when rows are updated or added).
+        updated_rows : numpy.ndarray of int, shape (K,)
+            Rows linked in this frame; blended with the windows of detections ``updated_cols`` (K,).
+        updated_cols : numpy.ndarray of int, shape (K,)
         kept_rows : numpy.ndarray of int
             Rows carried over unchanged (tracks missing this frame).
-        new_yx : numpy.ndarray, shape (B, 2)
-            Positions of tracks starting in this frame; new filters are trained there.
+        new_cols : numpy.ndarray of int, shape (B,)
+            Detections starting tracks in this frame; new filters are trained there.
         """
         parts: list[FilterBank] = []
-        positions = np.concatenate([updated_yx.reshape(-1, 2), new_yx.reshape(-1, 2)])
-        windows = None
-        if len(positions):
-            if maps is None:
-                raise RuntimeError("feature maps are needed to update or train filters")
-            windows = self.extractor.windows_from_maps(maps, positions, self.window)
-        n_updated = len(updated_rows)
-        if windows is not None and n_updated and self.bank is not None:
+        if (len(updated_cols) or len(new_cols)) and frame is None:
+            raise RuntimeError("feature windows are needed to update or train filters")
+        if len(updated_rows) and self.bank is not None and frame is not None:
             updated = self.bank.select(np.asarray(updated_rows, np.int64))
-            updated.update([w[:n_updated] for w in windows], updated_yx, learning_rate=self.learning_rate)
+            spectra = [layer[_on(updated_cols, layer)] for layer in self._spectra(frame)]
+            updated.update(
+                None, frame.yx[updated_cols], learning_rate=self.learning_rate, spectra=spectra
+            )
             parts.append(updated)
         if len(kept_rows) and self.bank is not None:
             parts.append(self.bank.select(np.asarray(kept_rows, np.int64)))
-        if windows is not None and len(new_yx):
+        if len(new_cols) and frame is not None:
             parts.append(
                 FilterBank.train(
-                    [w[n_updated:] for w in windows],
+                    [layer[_on(new_cols, layer)] for layer in frame.windows],
                     self.cf_config,
-                    centres=new_yx,
+                    centres=frame.yx[new_cols],
                     layer_weights=self.cf_config.layer_weights,
                     device=self.device,
                 )
@@ -219,12 +262,19 @@ def measure_intensity(frame: np.ndarray, yx: np.ndarray, radius: np.ndarray) -> 
     """
     if len(yx) == 0:
         return np.zeros(0, np.float64)
-    image = as_frame_tensor(frame)
-    step = max(1, int(np.sqrt(image.numel() / 250_000)))
-    background = float(np.median(image[::step, ::step].cpu().numpy()))
+    image = as_frame_array(np.asarray(frame))
+    height, width = image.shape
+    # A regular sample of ~65,000 pixels fixes the median to well under the noise, without sorting the frame.
+    step = max(1, int(np.ceil(np.sqrt(image.size / 65_536))))
+    background = float(np.median(image[::step, ::step]))
     radius = np.maximum(np.asarray(radius, np.float64), 1.0)
     size = 2 * int(np.ceil(radius.max())) + 1
-    windows = crop_windows(image[None], yx, size, fill=background)[:, 0].numpy().astype(np.float64)
+    origins = np.floor(yx + 0.5).astype(np.int64) - size // 2
+    rows = origins[:, 0:1] + np.arange(size)
+    cols = origins[:, 1:2] + np.arange(size)
+    windows = image[np.clip(rows, 0, height - 1)[:, :, None], np.clip(cols, 0, width - 1)[:, None, :]]
+    outside = ~(((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :])
+    windows = np.where(outside, background, windows.astype(np.float64))
     steps = np.arange(size) - size // 2
     # Window pixel (size // 2) sits on the rounded centre; measure distances from the exact centre.
     offset = yx - np.floor(yx + 0.5)

@@ -119,14 +119,16 @@ def forward_pass(
         target_yx = scene.yx[targets]
         steps = t - row_frame
         predicted = row_yx + (beta * steps)[:, None] * row_velocity
-        maps = appearance.maps(frames[t]) if appearance is not None and len(targets) else None
+        windows = None
+        if appearance is not None and frames is not None and len(targets):
+            windows = appearance.prepare(frames[t], target_yx)
         linked_rows, linked_cols = empty, empty
         if len(targets) and len(row_node):
             rows, cols = _candidate_pairs(cKDTree(target_yx), predicted, reach * np.sqrt(steps))
             squared = np.sum((target_yx[cols] - predicted[rows]) ** 2, axis=1)
             response = None
-            if appearance is not None and maps is not None and len(rows):
-                response = appearance.responses(maps, predicted, rows, target_yx[cols])
+            if appearance is not None and windows is not None and len(rows):
+                response = appearance.responses(windows, predicted, rows, cols)
                 pair_source.append(row_node[rows])
                 pair_target.append(targets[cols])
                 pair_response.append(response)
@@ -156,7 +158,7 @@ def forward_pass(
         born[linked_cols] = False
         born_nodes = targets[born]
         if appearance is not None:
-            appearance.advance(maps, linked_rows, new_yx, kept_rows, scene.yx[born_nodes])
+            appearance.advance(windows, linked_rows, linked_cols, kept_rows, np.flatnonzero(born))
         row_node = np.concatenate([targets[linked_cols], row_node[kept_rows], born_nodes])
         row_frame = np.concatenate(
             [np.full(len(linked_rows), t), row_frame[kept_rows], np.full(len(born_nodes), t)]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from celltrack.features import FullFrameExtractor, RawExtractor
+from celltrack.features import FeatureExtractor, RawExtractor
 from celltrack.graph import NODE_COLUMNS, TrackGraph
 from celltrack.link.appearance import TrackFilters, measure_intensity
 from celltrack.link.config import LinkerConfig
@@ -93,12 +93,12 @@ class Linker:
     ----------
     config : LinkerConfig, optional
         Parameters; ``"auto"`` fields are measured from the detections at each :meth:`link`.
-    extractor : FullFrameExtractor, optional
+    extractor : FeatureExtractor, optional
         Features of the correlation filters; ``RawExtractor`` on the linking device if omitted.
     """
 
     def __init__(
-        self, config: LinkerConfig | None = None, extractor: FullFrameExtractor | None = None
+        self, config: LinkerConfig | None = None, extractor: FeatureExtractor | None = None
     ) -> None:
         if config is not None and not isinstance(config, LinkerConfig):
             raise TypeError(f"config must be a LinkerConfig, got {type(config).__name__}")

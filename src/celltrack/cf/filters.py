@@ -48,6 +48,7 @@ __all__ = [
     "locate_peaks",
     "max_over_steps",
     "peak_to_sidelobe",
+    "row_blocks",
     "sample_circular",
     "signed_index",
     "train_filters",
@@ -234,6 +235,28 @@ def gaussian_target(
     dx2 = (grid_x[None, :] - offsets[:, 1:2]) ** 2
     target = torch.exp(-(dy2[:, :, None] + dx2[:, None, :]) / (2.0 * sigma**2))
     return target[:, None]
+
+
+#: Rows (windows or cells) per block in bulk Fourier-domain work: blocks of a few MB keep temporaries
+#: in cache and below the allocator's mmap threshold, so the cost stays linear in the number of cells.
+ROW_BLOCK = 512
+
+
+def row_blocks(n: int, block: int = ROW_BLOCK) -> list[slice]:
+    """Consecutive slices of at most ``block`` rows covering ``range(n)`` (none when ``n == 0``)."""
+    return [slice(start, min(start + block, n)) for start in range(0, n, block)]
+
+
+def _blocked_spectrum(features: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
+    """:func:`_spectrum` computed block by block into one output tensor."""
+    if features.shape[0] <= ROW_BLOCK:
+        return _spectrum(features, window)
+    out = torch.empty(
+        (*features.shape[:-1], features.shape[-1] // 2 + 1), dtype=torch.complex64, device=features.device
+    )
+    for rows in row_blocks(features.shape[0]):
+        out[rows] = _spectrum(features[rows], window)
+    return out
 
 
 def _target_spectrum(shape: tuple[int, int], sigma: float, offsets: torch.Tensor) -> torch.Tensor:
@@ -631,9 +654,11 @@ class FilterBank:
         target_spectrum = _target_spectrum((height, width), config.sigma, offsets)
         numerators, denominators = [], []
         for layer in features:
-            num, den = _train_terms(
-                _spectrum(layer.to(device=device, dtype=torch.float32), window), target_spectrum
-            )
+            spectrum = _blocked_spectrum(layer.to(device=device, dtype=torch.float32), window)
+            num = torch.empty_like(spectrum)
+            den = torch.empty((n, 1, *spectrum.shape[2:]), dtype=torch.float32, device=device)
+            for rows in row_blocks(n):
+                num[rows], den[rows] = _train_terms(spectrum[rows], target_spectrum[rows])
             numerators.append(num)
             denominators.append(den)
         return cls(numerators, denominators, (height, width), config, layer_weights)
@@ -702,7 +727,7 @@ class FilterBank:
             Per layer (M, C_l, H, W//2+1) complex64; index rows freely (e.g. ``[s[rows] for s in spectra]``).
         """
         window = self._window()
-        return [_spectrum(layer, window) for layer in self._validate(features, None)]
+        return [_blocked_spectrum(layer, window) for layer in self._validate(features, None)]
 
     def _check_spectra(self, spectra: Sequence[torch.Tensor], n_expected: int) -> list[torch.Tensor]:
         height, width = self.window_shape
@@ -810,7 +835,7 @@ class FilterBank:
         if spectra is not None:
             return self._check_spectra(spectra, n_windows)
         window = self._window()
-        return [_spectrum(layer, window) for layer in self._validate(features, n_windows)]
+        return [_blocked_spectrum(layer, window) for layer in self._validate(features, n_windows)]
 
     def _combine(
         self, responses: list[torch.Tensor], offsets: torch.Tensor, keep_response: bool
@@ -930,9 +955,15 @@ class FilterBank:
         offsets = _window_offsets(centres, self.n_cells, self.window_shape).to(self.device)
         target_spectrum = _target_spectrum(self.window_shape, self.config.sigma, offsets)
         for layer_index, spectrum in enumerate(spectra):
-            num, den = _train_terms(spectrum, target_spectrum)
-            self.numerators[layer_index] = (1 - rate) * self.numerators[layer_index] + rate * num
-            self.denominators[layer_index] = (1 - rate) * self.denominators[layer_index] + rate * den
+            # New tensors (the old ones may be shared with a caller), filled block by block.
+            numerator = torch.empty_like(self.numerators[layer_index])
+            denominator = torch.empty_like(self.denominators[layer_index])
+            for rows in row_blocks(self.n_cells):
+                num, den = _train_terms(spectrum[rows], target_spectrum[rows])
+                numerator[rows] = (1 - rate[rows]) * self.numerators[layer_index][rows] + rate[rows] * num
+                denominator[rows] = (1 - rate[rows]) * self.denominators[layer_index][rows] + rate[rows] * den
+            self.numerators[layer_index] = numerator
+            self.denominators[layer_index] = denominator
 
     # -- bookkeeping --------------------------------------------------------------------------------
 

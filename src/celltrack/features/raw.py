@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 from torch.nn.functional import conv2d, pad
 
-from celltrack.cf.windows import as_centres, window_origins
+from celltrack.cf import as_centres, row_blocks, window_origins
 from celltrack.features.base import (
     FullFrameExtractor,
     as_frame_array,
@@ -296,8 +296,14 @@ class RawExtractor(FullFrameExtractor):
         image = as_frame_tensor(frame).numpy() if isinstance(frame, torch.Tensor) else as_frame_array(frame)
         if min(image.shape) < 2:
             raise ValueError(f"frame must be at least 2 x 2 pixels, got {tuple(image.shape)}")
-        windows = _raw_windows_numpy(image, as_centres(centres), int(size), self.config)
-        return [standardise_windows(torch.from_numpy(windows))]
+        centres = as_centres(centres)
+        size = int(size)
+        out = torch.empty((len(centres), 2, size, size), dtype=torch.float32)
+        # Block by block: temporaries stay small, so the cost stays linear in the number of windows.
+        for rows in row_blocks(len(centres)):
+            windows = _raw_windows_numpy(image, centres[rows], size, self.config)
+            out[rows] = standardise_windows(torch.from_numpy(windows))
+        return [out]
 
     def pad_fill(self, layer_maps: torch.Tensor) -> torch.Tensor:
         """Background outside the image: zero intensity (background already subtracted) and zero gradient."""

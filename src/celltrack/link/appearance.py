@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from celltrack.cf import CFConfig, FilterBank, max_over_steps, window_origins
+from celltrack.cf import CFConfig, FilterBank, max_over_steps, row_blocks, window_origins
 from celltrack.features import FeatureExtractor, as_frame_array
 
 logger = logging.getLogger(__name__)
@@ -166,6 +166,17 @@ class TrackFilters:
             return np.full(len(pair_rows), np.nan)
         if len(predicted) != self.bank.n_cells:
             raise RuntimeError(f"{len(predicted)} window centres for {self.bank.n_cells} filters")
+        values = np.empty(len(pair_rows))
+        # Blocks of pairs: memory stays bounded (a response map per pair) and the cost linear in the pairs.
+        for block in row_blocks(len(pair_rows)):
+            values[block] = self._block_responses(frame, predicted, pair_rows[block], pair_cols[block])
+        return values
+
+    def _block_responses(
+        self, frame: FrameWindows, predicted: np.ndarray, pair_rows: np.ndarray, pair_cols: np.ndarray
+    ) -> np.ndarray:
+        if self.bank is None:  # pragma: no cover - responses() checks
+            raise RuntimeError("no filters")
         pair_yx = frame.yx[pair_cols]
         if self.centring == "candidate":
             # One window per candidate pair, centred on the candidate: the response at the window centre is
@@ -173,12 +184,10 @@ class TrackFilters:
             spectra = [layer[_on(pair_cols, layer)] for layer in self._spectra(frame)]
             response = self.bank.response_maps(None, index=pair_rows, spectra=spectra)
             centres = pair_yx
-            displacement = np.zeros((len(pair_rows), 2))
         else:
-            maps = self.bank.response_maps(frame.crop(predicted))
-            response = maps[_on(pair_rows, maps)]
             centres = predicted[pair_rows]
-            displacement = pair_yx - centres
+            response = self.bank.response_maps(frame.crop(centres), index=pair_rows)
+        displacement = pair_yx - centres
         _, offsets = window_origins(centres, self.window)
         half = self.window / 2.0 - 1.0
         inside = np.all(np.abs(displacement) <= half, axis=1)

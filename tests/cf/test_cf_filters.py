@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from celltrack.cf import (
+    ROW_BLOCK,
     CFConfig,
     FilterBank,
     gaussian_target,
     locate_peaks,
     max_over_steps,
+    row_blocks,
     sample_circular,
     signed_index,
     taper_window,
@@ -490,3 +492,25 @@ def test_taper_windows_and_tukey_option(rng: np.random.Generator) -> None:
         detection = bank.detect(windows(nuclei.render(shape, start + shift), start), start)
         errors.append(np.abs(detection.displacement[0] - shift).max())
     assert errors[1] < 0.25 and errors[1] < errors[0]
+
+
+def test_bulk_work_in_row_blocks_equals_small_batches(rng: np.random.Generator) -> None:
+    n_cells, size = 2 * ROW_BLOCK + 37, 12
+    features = [torch.as_tensor(rng.normal(size=(n_cells, 2, size, size)), dtype=torch.float32)]
+    centres = rng.uniform(20, 80, (n_cells, 2))
+    config = CFConfig(window=size, layer_weights=(1.0,))
+    bank = FilterBank.train(features, config, centres=centres)
+    tail = slice(n_cells - 5, n_cells)
+    alone = FilterBank.train([features[0][tail]], config, centres=centres[tail])
+    torch.testing.assert_close(bank.numerators[0][tail], alone.numerators[0])
+    moved = [features[0] + 0.1 * torch.as_tensor(rng.normal(size=features[0].shape), dtype=torch.float32)]
+    bank.update(moved, centres, learning_rate=0.25)
+    alone.update([moved[0][tail]], centres[tail], learning_rate=0.25)
+    torch.testing.assert_close(bank.numerators[0][tail], alone.numerators[0])
+    torch.testing.assert_close(bank.denominators[0][tail], alone.denominators[0])
+    torch.testing.assert_close(bank.spectra(moved)[0][tail], alone.spectra([moved[0][tail]])[0])
+    assert [(b.start, b.stop) for b in row_blocks(ROW_BLOCK + 1)] == [
+        (0, ROW_BLOCK),
+        (ROW_BLOCK, ROW_BLOCK + 1),
+    ]
+    assert row_blocks(0) == []

@@ -112,3 +112,25 @@ def test_raw_features_track_cells_with_filters(rng: np.random.Generator) -> None
     # A window on empty background gives a much weaker, flatter response.
     empty = bank.detect(extractor.windows_from_maps(maps, np.array([[120.0, 20.0]] * 3), size))
     assert empty.psr.max() < 0.5 * detection.psr.min()
+
+
+def test_window_local_features_equal_crops_of_full_frame_maps_in_many_blocks(
+    rng: np.random.Generator,
+) -> None:
+    # More windows than one block, many of them crossing or outside the frame's edges.
+    frame = nuclei_frame(rng, rng.uniform(0, 120, (12, 2)), (120, 150))
+    centres = np.concatenate([rng.uniform(-15, 165, (700, 2)), [[0.0, 0.0], [119.0, 149.0], [-30.0, 60.0]]])
+    extractor = RawExtractor()
+    local = extractor.extract_windows(frame, centres, 24)[0]
+    cropped = extractor.windows_from_maps(extractor.compute_maps(frame), centres, 24)[0]
+    assert local.shape == (703, 2, 24, 24)
+    torch.testing.assert_close(local, cropped, rtol=1e-5, atol=1e-5)
+    # The per-frame crop function gives the same windows, and a tensor frame the same as an array frame.
+    torch.testing.assert_close(extractor.window_cropper(frame, 24)(centres)[0], local)
+    torch.testing.assert_close(
+        extractor.extract_windows(torch.from_numpy(frame.astype(np.float32)), centres, 24)[0], local
+    )
+    with pytest.raises(TypeError, match="real numbers"):
+        extractor.extract_windows(frame.astype(np.complex64), centres, 24)
+    with pytest.raises(ValueError, match="2-D"):
+        extractor.extract_windows(frame[None], centres, 24)

@@ -1,6 +1,7 @@
 """Batched hierarchical correlation filters (train, detect, update, PSR) in pure torch."""
 
 from celltrack.cf.filters import (
+    ROW_BLOCK,
     CFConfig,
     CFDetection,
     FilterBank,
@@ -19,6 +20,7 @@ from celltrack.cf.filters import (
 from celltrack.cf.windows import as_centres, hann_window, taper_window, window_origins
 
 __all__ = [
+    "ROW_BLOCK",
     "CFConfig",
     "CFDetection",
     "FilterBank",

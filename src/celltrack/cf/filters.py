@@ -38,6 +38,7 @@ from celltrack.cf.windows import as_centres, taper_window, window_origins
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ROW_BLOCK",
     "CFConfig",
     "CFDetection",
     "FilterBank",

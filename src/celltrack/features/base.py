@@ -260,7 +260,6 @@ class FeatureExtractor(ABC):
             whose origin is ``floor(centre + 0.5) - size // 2``, each channel standardised per window.
         """
 
-
     def window_cropper(
         self, frame: np.ndarray | torch.Tensor, size: int
     ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:

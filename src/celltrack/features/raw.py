@@ -68,7 +68,7 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of a (Y, X) tensor with reflected borders."""
     if sigma <= 0:
         return image
-    radius = max(1, math.ceil(3 * sigma))
+    radius = _blur_radius(sigma)
     if image.device.type == "cpu" and min(image.shape) > radius:
         # scipy's separable filter is an order of magnitude faster than torch's conv2d on CPU;
         # "mirror" is torch's "reflect", and the truncation matches the radius used below.
@@ -151,7 +151,7 @@ def _blur_last_axes(stack: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of the last two axes of (..., Y, X) float32, mirrored borders, ``ceil(3 sigma)`` taps."""
     if sigma <= 0:
         return stack
-    radius = max(1, math.ceil(3 * sigma))
+    radius = _blur_radius(sigma)
     sigmas = (0.0,) * (stack.ndim - 2) + (sigma, sigma)
     return ndimage.gaussian_filter(stack, sigmas, mode="mirror", truncate=radius / sigma)
 
@@ -195,7 +195,7 @@ def _mirror_index(index: np.ndarray, size: int) -> np.ndarray:
 
 
 def _raw_windows_numpy(
-    image: np.ndarray, centres: torch.Tensor, size: int, config: RawConfig
+    image: np.ndarray, centres: torch.Tensor, size: int, config: RawConfig, levels: tuple[float, float]
 ) -> np.ndarray:
     """Raw feature windows computed inside each window only (plus a margin for the filters).
 
@@ -203,12 +203,14 @@ def _raw_windows_numpy(
     frame the margin reproduces the mirrored full-frame filtering, outside it is set to zero. Cheaper than
     full-frame maps whenever the windows cover less than the frame.
 
+    ``levels`` are the frame's ``(background, scale)`` from :func:`_levels`.
+
     Returns
     -------
     numpy.ndarray
         (N, 2, size, size) float32, not yet standardised.
     """
-    background, scale = _levels(image, config)
+    background, scale = levels
     margin = max(_blur_radius(config.intensity_sigma), _blur_radius(config.gradient_sigma) + 1)
     origins, _ = window_origins(centres, size)
     origins_np = origins.numpy()
@@ -300,8 +302,9 @@ class RawExtractor(FullFrameExtractor):
         size = int(size)
         out = torch.empty((len(centres), 2, size, size), dtype=torch.float32)
         # Block by block: temporaries stay small, so the cost stays linear in the number of windows.
+        levels = _levels(image, self.config)
         for rows in row_blocks(len(centres)):
-            windows = _raw_windows_numpy(image, centres[rows], size, self.config)
+            windows = _raw_windows_numpy(image, centres[rows], size, self.config, levels)
             out[rows] = standardise_windows(torch.from_numpy(windows))
         return [out]
 

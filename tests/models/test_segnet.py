@@ -239,6 +239,7 @@ def test_training_with_contact_weight_records_it_and_learns() -> None:
     model = train_segnet(pairs, _tiny_config(max_epochs=2, contact_weight=5.0))
     info = model.training_info
     assert info["config"]["contact_weight"] == 5.0
+    assert len(info["class_weights"]) == 3
     assert info["members"][0]["best_validation_loss"] < info["members"][0]["initial_validation_loss"]
 
 

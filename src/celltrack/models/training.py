@@ -561,10 +561,11 @@ class SegNetTrainer:
         train_sampler = PatchSampler(train_images, train_masks, **sampler_args)
         val_sampler = PatchSampler(val_images, val_masks, **sampler_args) if val_images else None
         device = torch.device(cfg.device)
+        loss_weights = weights
         if cfg.contact_weight > 1:
             # Codes 3 and 4 (contact boundary / background) weigh contact_weight × their class.
-            weights = np.concatenate([weights, cfg.contact_weight * weights[[BOUNDARY, BACKGROUND]]])
-        weight_tensor = torch.from_numpy(weights.astype(np.float32)).to(device)
+            loss_weights = np.concatenate([weights, cfg.contact_weight * weights[[BOUNDARY, BACKGROUND]]])
+        weight_tensor = torch.from_numpy(loss_weights.astype(np.float32)).to(device)
         val_batches = []
         if val_sampler is not None:
             for start in range(0, cfg.n_validation_patches, cfg.batch_size):

@@ -13,14 +13,18 @@ from celltrack.models import (
     SegNetConfig,
     SegNetTrainingConfig,
     make_targets,
+    mark_contacts,
     normalize_frame,
     tiled_apply,
     train_segnet,
 )
 from celltrack.models.training import (
+    CONTACT_BACKGROUND,
+    CONTACT_BOUNDARY,
     AugmentationConfig,
     BestCheckpoint,
     _cosine_factor,
+    _weighted_loss,
     dim_objects,
     estimate_nucleus_diameter,
 )
@@ -191,6 +195,52 @@ def test_make_targets_separates_touching_objects() -> None:
     wide = make_targets(mask, boundary_width=2)
     assert (wide[5, 8:12] == BOUNDARY).all()
     assert (wide == BOUNDARY).sum() > (targets == BOUNDARY).sum()
+
+
+def test_mark_contacts_only_between_nearby_nuclei() -> None:
+    mask = np.zeros((16, 34), np.int32)
+    mask[3:13, 2:10] = 1
+    mask[3:13, 10:18] = 2  # touches 1
+    mask[3:13, 19:25] = 3  # one background column away from 2
+    mask[3:13, 30:34] = 4  # far from everything
+    targets = make_targets(mask)
+    marked = mark_contacts(targets, mask)
+    # Only boundary and background pixels change, and only to their contact codes.
+    np.testing.assert_array_equal(marked[targets == INTERIOR], INTERIOR)
+    assert set(np.unique(marked[targets == BOUNDARY])) == {BOUNDARY, CONTACT_BOUNDARY}
+    assert (marked[5, 9:11] == CONTACT_BOUNDARY).all()  # the shared edge of 1 and 2
+    assert marked[8, 18] == CONTACT_BACKGROUND  # the gap column between 2 and 3
+    assert marked[8, 2] == BOUNDARY and marked[8, 27] == 2  # outer edge of 1; background far from a pair
+    assert not np.isin(marked[:, 29:], [CONTACT_BOUNDARY, CONTACT_BACKGROUND]).any()
+    with pytest.raises(ValueError, match="same shape"):
+        mark_contacts(targets[:, :5], mask)
+
+
+def test_contact_weight_raises_the_loss_of_contact_pixels_only() -> None:
+    logits = torch.zeros(1, 3, 1, 5)
+    logits[0, 0] = 2.0  # every pixel predicted interior
+    targets = torch.tensor([[[0, 1, 2, CONTACT_BOUNDARY, CONTACT_BACKGROUND]]])
+    plain = torch.tensor([1.0, 2.0, 0.5])
+    weights = torch.cat([plain, 4.0 * plain[[BOUNDARY, 2]]])
+    as_classes = torch.tensor([[[0, 1, 2, 1, 2]]])
+    per_pixel = torch.nn.functional.cross_entropy(logits, as_classes, reduction="none")[0, 0]
+    expected = (per_pixel * torch.tensor([1.0, 2.0, 0.5, 8.0, 2.0])).sum() / 13.5
+    torch.testing.assert_close(_weighted_loss(logits, targets, weights), expected)
+    # Three weights: plain class-weighted cross entropy.
+    three = targets.clamp(max=2)
+    torch.testing.assert_close(
+        _weighted_loss(logits, three, plain), torch.nn.functional.cross_entropy(logits, three, weight=plain)
+    )
+
+
+def test_training_with_contact_weight_records_it_and_learns() -> None:
+    rng = np.random.default_rng(12)
+    pairs = [_discs((64, 64), 7, 8, rng) for _ in range(3)]
+    model = train_segnet(pairs, _tiny_config(max_epochs=2, contact_weight=5.0))
+    info = model.training_info
+    assert info["config"]["contact_weight"] == 5.0
+    assert len(info["class_weights"]) == 3
+    assert info["members"][0]["best_validation_loss"] < info["members"][0]["initial_validation_loss"]
 
 
 def test_dim_objects_lowers_contrast_of_chosen_nuclei_only() -> None:

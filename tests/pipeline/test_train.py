@@ -61,11 +61,14 @@ def test_train_segnet_cli_writes_a_loadable_model(movie_dir, tmp_path):
             "2",
             "--members",
             "1",
+            "--contact-weight",
+            "3",
             "-q",
         ]
     )
     assert code == 0
     model = SegNet.load(out)
+    assert model.training_info["config"]["contact_weight"] == 3.0
     provenance = model.training_info["data"]
     assert provenance["n_pairs"] == 4 and provenance["command"] == "celltrack train segnet"
     probabilities = model.predict_frame(np.zeros((33, 47), np.uint16))

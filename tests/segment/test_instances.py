@@ -15,7 +15,7 @@ from celltrack.segment import (
     probabilities_to_instances,
     segment_segnet,
 )
-from celltrack.segment.instances import split_at_necks
+from celltrack.segment.instances import split_at_necks, split_seeds_at_levels
 
 torch.set_num_threads(1)
 
@@ -73,6 +73,56 @@ def test_merged_interiors_split_by_distance_maxima() -> None:
         assert _best_iou(labels, truth, label) > 0.8
     merged = probabilities_to_instances(probs, InstancesConfig(split_h=0, neck_ratio=0))
     assert merged.max() == 1
+
+
+def _joined_pair(dip: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two touching discs whose P(interior) only dips to ``dip`` where they meet, and their truth."""
+    truth = _disc_masks((60, 80), [(30, 28), (30, 50)], 12)
+    probs = _probabilities(truth, with_boundaries=False, noise=0.0)
+    xx = np.arange(80)[None, :]
+    seam = np.exp(-0.5 * ((xx - 39.5) / 1.5) ** 2) * (truth > 0)
+    interior = probs[0] * (1 - (0.9 - dip) / 0.9 * seam)
+    probs[2] = 1 - interior - probs[1]
+    probs[0] = interior
+    return probs, truth
+
+
+def test_seeds_split_at_a_higher_level_of_a_shallow_dip() -> None:
+    probs, truth = _joined_pair(dip=0.7)  # one seed at P > 0.6, two at P > 0.8
+    no_necks = InstancesConfig(neck_ratio=0)
+    assert probabilities_to_instances(probs, no_necks).max() == 1
+    labels = probabilities_to_instances(probs, no_necks.model_copy(update={"split_levels": (0.8,)}))
+    assert labels.max() == 2
+    for label in (1, 2):
+        assert _best_iou(labels, truth, label) > 0.85
+
+
+def test_split_seeds_at_levels_keeps_seeds_with_one_large_part() -> None:
+    seeds = _disc_masks((40, 80), [(20, 20), (20, 60)], 10)
+    signal = np.where(seeds > 0, 0.7, 0.0)
+    signal[(seeds == 1)] = 0.9
+    signal[15:18, 15:18] = 0.5  # a small dip inside seed 1 leaves one large part
+    signal[(seeds == 2) & (np.arange(80)[None, :] < 60)] = 0.95
+    signal[(seeds == 2) & (np.arange(80)[None, :] > 60)] = 0.95
+    out = split_seeds_at_levels(seeds, signal, (0.8,), min_part_area=30)
+    assert out.max() == 3  # seed 2 falls apart into two halves at 0.8, seed 1 stays whole
+    assert len(np.unique(out[seeds == 1])) == 1
+    np.testing.assert_array_equal(split_seeds_at_levels(seeds, signal, (0.8,), min_part_area=1000), seeds)
+    with pytest.raises(ValueError, match="same shape"):
+        split_seeds_at_levels(seeds, signal[:, :10], (0.8,), 30)
+
+
+def test_boundary_weight_turns_a_faint_boundary_into_a_split() -> None:
+    truth = _disc_masks((60, 80), [(30, 28), (30, 50)], 12)
+    probs = _probabilities(truth, with_boundaries=False, noise=0.0)
+    seam = (truth > 0) & (np.abs(np.arange(80) - 39.5) < 1.5)[None, :]
+    probs[0][seam], probs[1][seam], probs[2][seam] = 0.62, 0.36, 0.02  # weak boundary, interior still > 0.6
+    no_necks = InstancesConfig(neck_ratio=0)
+    assert probabilities_to_instances(probs, no_necks).max() == 1
+    labels = probabilities_to_instances(probs, no_necks.model_copy(update={"boundary_weight": 1.0}))
+    assert labels.max() == 2
+    for label in (1, 2):
+        assert _best_iou(labels, truth, label) > 0.85
 
 
 def test_faint_nucleus_found_by_weak_seed_with_its_extent() -> None:

@@ -33,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--members", type=int, default=None, help="SegNet ensemble size")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="training batches per epoch")
     parser.add_argument(
+        "--contact-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="SegNet: extra loss weight of pixels between touching nuclei (default 1 = off)",
+    )
+    parser.add_argument(
         "--synthetic",
         type=int,
         default=0,
@@ -63,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             overrides |= {"max_epochs": args.epochs, "patience": args.epochs}
         if args.steps_per_epoch is not None:
             overrides["steps_per_epoch"] = args.steps_per_epoch
+        if args.contact_weight is not None:
+            overrides["contact_weight"] = args.contact_weight
         if args.members is not None:
             overrides["network"] = {"n_members": args.members}
         out = train_segnet_from_folders(

@@ -26,6 +26,7 @@ from celltrack.models.training import (
     SegNetTrainingConfig,
     estimate_nucleus_diameter,
     make_targets,
+    mark_contacts,
     train_segnet,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "SegNetTrainingConfig",
     "estimate_nucleus_diameter",
     "make_targets",
+    "mark_contacts",
     "normalize_frame",
     "resize_labels",
     "resize_maps",

@@ -83,6 +83,54 @@ def make_targets(mask: np.ndarray, boundary_width: int = 1) -> np.ndarray:
     return targets
 
 
+# Target codes beyond the three classes: boundary / background pixels where two nuclei (nearly) touch.
+CONTACT_BOUNDARY = N_CLASSES
+CONTACT_BACKGROUND = N_CLASSES + 1
+_TARGET_CLASS = np.array([INTERIOR, BOUNDARY, BACKGROUND, BOUNDARY, BACKGROUND])
+
+
+def mark_contacts(targets: np.ndarray, mask: np.ndarray, boundary_width: int = 1) -> np.ndarray:
+    """Give the boundary and background pixels between two nearby nuclei their own target codes.
+
+    A pixel is a contact pixel when another nucleus lies within ``boundary_width + 1`` px
+    (a background pixel: when two different nuclei do). Contact boundary pixels get the code
+    ``CONTACT_BOUNDARY`` (3), contact background pixels ``CONTACT_BACKGROUND`` (4); the loss counts them
+    as boundary / background with an extra weight, because they alone tell touching nuclei apart.
+
+    Parameters
+    ----------
+    targets : numpy.ndarray, shape (Y, X), uint8
+        Three-class targets of ``mask`` (:func:`make_targets`).
+    mask : numpy.ndarray, shape (Y, X), integer
+        Instance labels, 0 = background.
+    boundary_width : int
+        As in :func:`make_targets`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (Y, X), uint8
+        Codes 0-4.
+    """
+    if targets.shape != mask.shape or mask.ndim != 2:
+        raise ValueError(f"targets {targets.shape} and mask {mask.shape} must be 2-D of the same shape")
+    if boundary_width < 1:
+        raise ValueError(f"boundary_width must be >= 1 px, got {boundary_width}")
+    labels = mask.astype(np.int64, copy=False)
+    size = 2 * boundary_width + 3
+    highest = ndi.maximum_filter(labels, size=size)
+    empty = int(labels.max()) + 1  # (scipy's filters overflow near the int64 limit)
+    lowest = ndi.minimum_filter(np.where(labels > 0, labels, empty), size=size)
+    inside = labels > 0
+    # Inside a nucleus: another label in the window; on background: two different labels in it.
+    near_other = np.where(
+        inside, (highest > labels) | (lowest < labels), (lowest < empty) & (highest > lowest)
+    )
+    out = targets.copy()
+    out[near_other & (targets == BOUNDARY)] = CONTACT_BOUNDARY
+    out[near_other & (targets == BACKGROUND)] = CONTACT_BACKGROUND
+    return out
+
+
 def estimate_nucleus_diameter(mask: np.ndarray) -> float:
     """Median equivalent diameter sqrt(4·area/π) of the objects of a mask (px); NaN if empty."""
     areas = np.bincount(np.asarray(mask).ravel().astype(np.int64))[1:]
@@ -226,6 +274,8 @@ class PatchSampler:
     foreground_bias : float
         Probability that a patch is centred on a random nucleus pixel rather than anywhere.
     augmentation : AugmentationConfig
+    contacts : bool
+        Mark contact pixels between nearby nuclei with codes 3 and 4 (:func:`mark_contacts`).
     """
 
     def __init__(
@@ -236,6 +286,7 @@ class PatchSampler:
         boundary_width: int,
         foreground_bias: float,
         augmentation: AugmentationConfig,
+        contacts: bool = False,
     ) -> None:
         if not images:
             raise ValueError("PatchSampler needs at least one image")
@@ -245,6 +296,7 @@ class PatchSampler:
         self.boundary_width = boundary_width
         self.foreground_bias = foreground_bias
         self.augmentation = augmentation
+        self.contacts = contacts
         self._foreground = [np.flatnonzero(m) for m in self.masks]
         areas = np.array([m.size for m in self.masks], np.float64)
         self._image_p = areas / areas.sum()
@@ -257,7 +309,7 @@ class PatchSampler:
         return images, targets
 
     def patch(self, rng: np.random.Generator, augment: bool) -> tuple[np.ndarray, np.ndarray]:
-        """One patch: image (P, P) float32, targets (P, P) uint8."""
+        """One patch: image (P, P) float32, targets (P, P) uint8 (codes 0-2, or 0-4 with ``contacts``)."""
         index = int(rng.choice(len(self.images), p=self._image_p))
         image, mask, foreground = self.images[index], self.masks[index], self._foreground[index]
         # An extra ring of context so boundaries at the patch edge are computed as in the full mask.
@@ -275,7 +327,10 @@ class PatchSampler:
         if source != side:
             image_crop = resize_maps(torch.from_numpy(image_crop)[None, None], (side, side))[0, 0].numpy()
             mask_crop = resize_labels(mask_crop, (side, side))
-        targets = make_targets(mask_crop, self.boundary_width)[pad:-pad, pad:-pad]
+        targets = make_targets(mask_crop, self.boundary_width)
+        if self.contacts:
+            targets = mark_contacts(targets, mask_crop, self.boundary_width)
+        targets = targets[pad:-pad, pad:-pad]
         if augment and self.augmentation.dim_probability > 0:
             image_crop = dim_objects(image_crop, mask_crop, rng, self.augmentation)
         image_crop = image_crop[pad:-pad, pad:-pad]
@@ -394,6 +449,12 @@ class SegNetTrainingConfig(BaseModel):
     )
     n_validation_patches: int = Field(48, ge=1, description="Fixed, unaugmented validation patches.")
     boundary_width: int = Field(1, ge=1, le=4, description="Boundary band inside each object (px).")
+    contact_weight: float = Field(
+        1.0,
+        ge=1,
+        description="Extra loss weight of boundary and background pixels where two nuclei (nearly) touch "
+        "(:func:`mark_contacts`); 1 = off. They are few, yet they alone separate touching nuclei.",
+    )
     class_balance_power: float = Field(
         0.5, ge=0, le=1, description="Class weights ∝ frequency^-power (1 = fully balanced)."
     )
@@ -495,12 +556,16 @@ class SegNetTrainer:
         )
         sampler_args = dict(
             patch_size=cfg.patch_size, boundary_width=cfg.boundary_width, foreground_bias=cfg.foreground_bias,
-            augmentation=cfg.augmentation,
+            augmentation=cfg.augmentation, contacts=cfg.contact_weight > 1,
         )
         train_sampler = PatchSampler(train_images, train_masks, **sampler_args)
         val_sampler = PatchSampler(val_images, val_masks, **sampler_args) if val_images else None
         device = torch.device(cfg.device)
-        weight_tensor = torch.from_numpy(weights).to(device)
+        loss_weights = weights
+        if cfg.contact_weight > 1:
+            # Codes 3 and 4 (contact boundary / background) weigh contact_weight × their class.
+            loss_weights = np.concatenate([weights, cfg.contact_weight * weights[[BOUNDARY, BACKGROUND]]])
+        weight_tensor = torch.from_numpy(loss_weights.astype(np.float32)).to(device)
         val_batches = []
         if val_sampler is not None:
             for start in range(0, cfg.n_validation_patches, cfg.batch_size):
@@ -627,7 +692,7 @@ class SegNetTrainer:
                         targets = torch.gather(targets.flatten(1), 1, pixels)
                     else:
                         logits = member(images)
-                    loss = nnf.cross_entropy(logits, targets, weight=class_weight)
+                    loss = _weighted_loss(logits, targets, class_weight)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -725,10 +790,22 @@ def _evaluate(
     with torch.no_grad():
         for images, targets in batches:
             images, targets = images.to(class_weight.device), targets.to(class_weight.device)
-            loss = nnf.cross_entropy(member(images), targets, weight=class_weight, reduction="sum")
+            loss = _weighted_loss(member(images), targets, class_weight, reduction="sum")
             total += float(loss)
             weight_sum += float(class_weight[targets].sum())
     return total / max(weight_sum, 1e-12)
+
+
+def _weighted_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Class-weighted cross entropy; with 5 weights, target codes 3/4 are contact boundary/background."""
+    if weight.numel() == N_CLASSES:
+        return nnf.cross_entropy(logits, targets, weight=weight, reduction=reduction)
+    classes = torch.from_numpy(_TARGET_CLASS).to(targets.device)[targets]
+    pixel_weight = weight[targets]
+    total = (nnf.cross_entropy(logits, classes, reduction="none") * pixel_weight).sum()
+    return total if reduction == "sum" else total / pixel_weight.sum()
 
 
 def _check_pair(index: int, pair: Pair) -> Pair:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
+from celltrack.segment.merges import MergeSplitConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ class SegmentationConfig(BaseModel):
         return value
 
     classic: ClassicConfig = Field(default_factory=ClassicConfig)
+    merge_split: MergeSplitConfig = Field(
+        default_factory=MergeSplitConfig,
+        description="Cut objects that hold two nuclei of the previous frame (celltrack track only).",
+    )
 
 
 def estimate_diameter(frame: np.ndarray) -> float | None:

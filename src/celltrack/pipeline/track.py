@@ -31,6 +31,7 @@ from celltrack.io.ctc import format_track_table, render_result_masks
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.link import Linker, LinkerConfig
 from celltrack.pipeline.segment import SegmentationConfig, build_segmenter, model_checksums
+from celltrack.segment.merges import MergeSplitter
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +90,23 @@ def _label_frames(
     segment: Callable[[np.ndarray], np.ndarray] | None,
     store: Path,
     progress: Progress,
+    splitter: MergeSplitter | None = None,
 ) -> pd.DataFrame:
-    """Segment (or read) every frame, keep its labels in ``store``, and measure its detections."""
+    """Segment (or read) every frame, keep its labels in ``store``, and measure its detections.
+
+    Own segmentations are corrected frame by frame with ``splitter`` (objects holding two nuclei of the
+    previous frame are cut); given detections are kept as they are.
+    """
     tables = []
     n = len(images)
+    previous = None
     for t in progress(range(n), n, "segment" if detections_source is None else "read detections"):
         image = images[t]
         if detections_source is None:
             labels = segment(image)  # type: ignore[misc]
+            if splitter is not None and previous is not None:
+                labels = splitter.split(previous, labels)
+            previous = labels
         else:
             labels = detections_source[t]
             where = detections_source.paths[t] if detections_source.paths else detections_source.source
@@ -183,7 +193,8 @@ def run_tracking(
         store = tmp / ".labels"
         store.mkdir()
         with timer.stage("segmentation" if detections is None else "detections"):
-            table = _label_frames(images, detections, segment, store, progress)
+            splitter = MergeSplitter(config.segmentation.merge_split)
+            table = _label_frames(images, detections, segment, store, progress, splitter)
         with timer.stage("linking"):
             linker = Linker(config.linker)
             effective = linker.resolve(table) if len(table) else config.linker

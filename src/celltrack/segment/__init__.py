@@ -2,15 +2,19 @@
 
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter, segment_classic
 from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
+from celltrack.segment.merges import MergeSplitConfig, MergeSplitter, split_merged_nuclei
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig, segment_segnet
 
 __all__ = [
     "ClassicConfig",
     "ClassicSegmenter",
     "InstancesConfig",
+    "MergeSplitConfig",
+    "MergeSplitter",
     "SegNetSegmenter",
     "SegNetSegmenterConfig",
     "probabilities_to_instances",
     "segment_classic",
     "segment_segnet",
+    "split_merged_nuclei",
 ]

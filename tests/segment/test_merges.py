@@ -1,0 +1,63 @@
+"""Temporal split of objects that merge two nuclei of the previous frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from celltrack.segment import MergeSplitConfig, MergeSplitter, split_merged_nuclei
+
+
+def discs(shape: tuple[int, int], centres: list[tuple[float, float]], radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.uint16)
+    for label, (cy, cx) in enumerate(centres, start=1):
+        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (labels == 0)] = label
+    return labels
+
+
+def test_two_touching_nuclei_merged_into_one_object_are_cut_apart() -> None:
+    previous = discs((60, 80), [(30, 25), (30, 50)], 10)
+    moved = discs((60, 80), [(30, 28), (30, 46)], 10)  # the two nuclei now overlap: one object
+    current = (moved > 0).astype(np.uint16) * 7
+    assert MergeSplitter().merged_objects(previous, current) == {7: [1, 2]}
+    split = split_merged_nuclei(previous, current)
+    assert sorted(np.unique(split).tolist()) == [0, 7, 8]
+    assert np.array_equal(split > 0, current > 0), "no pixel gained or lost"
+    # Each part sits on one nucleus: the cut is the neck between them.
+    left, right = split[30, 20], split[30, 55]
+    assert left != right and {int(left), int(right)} == {7, 8}
+    assert abs(int(np.flatnonzero(split[30] == left).max()) - 37) <= 1
+
+
+def test_convex_nucleus_over_split_in_the_previous_frame_stays_whole() -> None:
+    whole = discs((60, 60), [(30, 30)], 12)
+    halves = whole.copy()
+    halves[:, 30:][halves[:, 30:] > 0] = 2  # the previous frame cut one nucleus in two
+    assert MergeSplitter().merged_objects(halves, whole) == {1: [1, 2]}
+    assert split_merged_nuclei(halves, whole) is whole
+
+
+def test_divisions_neighbours_and_disabled_config_are_left_alone() -> None:
+    mother = discs((60, 80), [(30, 40)], 12)
+    daughters = discs((60, 80), [(30, 30), (30, 52)], 8)
+    assert split_merged_nuclei(mother, daughters) is daughters
+    # A nucleus grown into its neighbour holds less than half of it: not a merge.
+    previous = discs((60, 80), [(30, 25), (30, 45)], 10)
+    grown = discs((60, 80), [(30, 27)], 14)
+    assert MergeSplitter(MergeSplitConfig(min_area_ratio=0.9)).merged_objects(previous, grown) == {}
+    merged = (discs((60, 80), [(30, 28), (30, 46)], 10) > 0).astype(np.uint16)
+    off = MergeSplitConfig(enabled=False)
+    assert split_merged_nuclei(discs((60, 80), [(30, 25), (30, 50)], 10), merged, off) is merged
+
+
+def test_bad_label_images_are_rejected() -> None:
+    labels = discs((20, 20), [(10, 10)], 4)
+    with pytest.raises(ValueError, match="differ in shape"):
+        split_merged_nuclei(labels, labels[:10])
+    with pytest.raises(TypeError, match="integer label image"):
+        split_merged_nuclei(labels.astype(np.float32), labels)
+    with pytest.raises(ValueError, match="2-D"):
+        split_merged_nuclei(labels[None], labels[None])
+    with pytest.raises(ValueError, match="negative"):
+        split_merged_nuclei(labels.astype(np.int32) - 1, labels.astype(np.int32))

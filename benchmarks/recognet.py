@@ -27,11 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as nnf
-
-from celltrack.features import FeatureExtractor, crop_windows
-from celltrack.models.recognet import RecogNet
-from celltrack.models.recognet_data import normalise_frame
 
 DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -111,31 +106,6 @@ def synthetic_scores(model) -> tuple[str, str, str, str]:
     )
 
 
-class StudyWindowFeatures(FeatureExtractor):
-    """The study's recipe, kept to measure its failure: the network on each window (zero padding),
-    ``interpolate(align_corners=False)`` upsampling and no per-window standardisation."""
-
-    name = "recognet-study"
-    layer_weights = (1.0, 0.5, 0.25)
-
-    def __init__(self, model: RecogNet) -> None:
-        self.model = model
-
-    @property
-    def layer_channels(self) -> tuple[int, ...]:
-        return tuple(self.model.config.channels[i] for i in (1, 3, 5))
-
-    def extract_windows(self, frame, centres, size):
-        image = torch.from_numpy(normalise_frame(np.asarray(frame)))
-        windows = self.model.standardise(crop_windows(image, centres, size, fill=0.0))
-        with torch.inference_mode():
-            maps = self.model.conv_maps(windows)
-        return [
-            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False)
-            for i in (1, 3, 5)
-        ]
-
-
 def cf_precision(root: Path, extractor, label: str) -> tuple[str, float, float, float, str, float]:
     from celltrack.cftrack import CFTracker
     from celltrack.graph import measure_detections
@@ -179,7 +149,7 @@ def main() -> None:
         return
 
     from celltrack.features import RawExtractor
-    from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig
+    from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig, StudyWindowFeatures
     from celltrack.models.recognet import RecogNet
     from celltrack.models.recognet_data import CropDatasetConfig, build_crop_dataset_from_ctc
 

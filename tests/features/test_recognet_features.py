@@ -14,6 +14,7 @@ from celltrack.features.recognet import (
     INPUT_LAYER,
     RecogNetFeatures,
     RecogNetFeaturesConfig,
+    StudyWindowFeatures,
     extract_recognet_windows,
     receptive_radius,
     recognet_feature_maps,
@@ -214,36 +215,12 @@ def test_static_nuclei_do_not_drift(extractor: RecogNetFeatures) -> None:
     assert np.abs(drift[-1] - drift[0]).max() < 0.5
 
 
-class _StudyWindowFeatures(FeatureExtractor):
-    """The study's recipe: the network on each window (zero padding), naive upsampling, no standardising."""
-
-    name = "study"
-    layer_weights = (1.0, 0.5, 0.25)
-
-    def __init__(self, model: RecogNet) -> None:
-        self.model = model
-
-    @property
-    def layer_channels(self) -> tuple[int, ...]:
-        return tuple(self.model.config.channels[i] for i in (1, 3, 5))
-
-    def extract_windows(self, frame, centres, size):
-        image = torch.from_numpy(normalise_frame(np.asarray(frame)))
-        windows = self.model.standardise(crop_windows(image, centres, size, fill=0.0))
-        with torch.inference_mode():
-            maps = self.model.conv_maps(windows)
-        return [
-            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False)
-            for i in (1, 3, 5)
-        ]
-
-
 def test_no_fixed_pattern_in_windows_of_an_empty_field(model: RecogNet, extractor: RecogNetFeatures) -> None:
     # The study's recipe: zero padding inside each window imprints the same border pattern on every window,
     # a pattern that matches itself best at zero shift and pins the peak to the window centre.
     empty = np.full((120, 120), 33000, np.uint16)
     centres = np.array([[40.0, 40.0], [80.0, 70.0], [60.0, 60.0]])
-    study = _StudyWindowFeatures(model).extract_windows(empty, centres, 40)
+    study = StudyWindowFeatures(model).extract_windows(empty, centres, 40)
     assert any(float(w.std()) > 1e-3 for w in study)
     torch.testing.assert_close(study[2][0], study[2][1])  # the same pattern wherever the window is
     # Full-frame maps cropped afterwards: an empty field gives flat windows, standardised to zeros.
@@ -267,3 +244,22 @@ def test_bad_config_and_model() -> None:
         RecogNetFeaturesConfig(layers=(3, 1), layer_weights=(1.0, 1.0))
     with pytest.raises(TypeError, match="RecogNet"):
         RecogNetFeatures(model=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="RecogNet"):
+        StudyWindowFeatures(model=42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="conv indices"):
+        StudyWindowFeatures(layers=(1, 6), layer_weights=(1.0, 1.0))
+
+
+def test_study_extractor_contract(model: RecogNet, rng: np.random.Generator) -> None:
+    study = StudyWindowFeatures(model, layers=(0, 3), layer_weights=(1.0, 0.5))
+    assert isinstance(study, FeatureExtractor) and not isinstance(study, FullFrameExtractor)
+    assert study.layer_channels == (model.config.channels[0], model.config.channels[3])
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    layers = study.extract_windows(frame, np.array([[40.0, 40.0], [10.0, 70.0]]), 32)
+    assert [tuple(w.shape) for w in layers] == [(2, c, 32, 32) for c in study.layer_channels]
+    # Per window, not per frame: a window's features do not depend on the other windows.
+    alone = study.extract_windows(frame, np.array([[10.0, 70.0]]), 32)
+    for both, single in zip(layers, alone, strict=True):
+        torch.testing.assert_close(both[1:], single)
+    with pytest.raises(ValueError, match="2-D"):
+        study.extract_windows(np.zeros((2, 8, 8)), np.zeros((1, 2)), 8)

@@ -35,7 +35,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.nn import functional as nnf
 
-from celltrack.features.base import FullFrameExtractor, crop_windows, standardise_windows
+from celltrack.features.base import FeatureExtractor, FullFrameExtractor, crop_windows, standardise_windows
 from celltrack.models.recognet import RecogNet
 from celltrack.models.recognet_data import normalise_frame
 
@@ -48,6 +48,7 @@ __all__ = [
     "INPUT_LAYER",
     "RecogNetFeatures",
     "RecogNetFeaturesConfig",
+    "StudyWindowFeatures",
     "extract_recognet_windows",
     "receptive_radius",
     "recognet_feature_maps",
@@ -250,3 +251,78 @@ def extract_recognet_windows(
 ) -> list[torch.Tensor]:
     """Functional form of :meth:`RecogNetFeatures.extract_windows`: one (N, C_l, size, size) per layer."""
     return RecogNetFeatures(model, config, device).extract_windows(frame, centres, size)
+
+
+class StudyWindowFeatures(FeatureExtractor):
+    """The study's per-window recipe, kept as a reference to measure its failure against.
+
+    The network runs on every 40×40 search window separately (zero padding inside each window), the conv
+    maps are upsampled with ``interpolate(align_corners=False)`` and nothing is standardised per window.
+    Every window therefore carries the same border pattern and the deep maps sit ``(s - 1) / 2`` px toward
+    the window origin (see the module docstring); use :class:`RecogNetFeatures` for tracking.
+
+    Parameters
+    ----------
+    model : RecogNet, str or pathlib.Path, optional
+        A network or a model folder; the model shipped with celltrack by default.
+    layers : tuple of int
+        0-based conv layers (conv2, conv4, conv6 as in the study).
+    layer_weights : tuple of float
+        Correlation-filter weight of each layer.
+    """
+
+    name = "recognet-study"
+
+    def __init__(
+        self,
+        model: RecogNet | str | Path | None = None,
+        layers: tuple[int, ...] = (1, 3, 5),
+        layer_weights: tuple[float, ...] = (1.0, 0.5, 0.25),
+    ) -> None:
+        if model is None or isinstance(model, str | Path):
+            model = RecogNet.load(model)
+        elif not isinstance(model, RecogNet):
+            raise TypeError(f"model must be a RecogNet or a model folder path, got {type(model).__name__}")
+        if len(layers) != len(layer_weights):
+            raise ValueError(
+                f"layers ({len(layers)}) and layer_weights ({len(layer_weights)}) differ in length"
+            )
+        if not layers or min(layers) < 0 or max(layers) > 5:
+            raise ValueError(f"layers must be conv indices 0..5, got {layers}")
+        self.model = model.eval()
+        self.layers = tuple(int(i) for i in layers)
+        self.layer_weights = tuple(float(w) for w in layer_weights)
+
+    @property
+    def layer_channels(self) -> tuple[int, ...]:
+        """Channels of each feature layer."""
+        return tuple(self.model.config.channels[i] for i in self.layers)
+
+    def extract_windows(
+        self, frame: np.ndarray | torch.Tensor, centres: np.ndarray | torch.Tensor, size: int
+    ) -> list[torch.Tensor]:
+        """Run the network on each window: one (N, C_l, size, size) tensor per layer.
+
+        Parameters
+        ----------
+        frame : numpy.ndarray or torch.Tensor, shape (Y, X)
+            Raw frame (normalised per frame as in training).
+        centres : numpy.ndarray or torch.Tensor, shape (N, 2)
+            Window centres ``(y, x)`` (px).
+        size : int
+            Window side (px).
+        """
+        if isinstance(frame, torch.Tensor):
+            frame = frame.detach().cpu().numpy()
+        frame = np.asarray(frame)
+        if frame.ndim != 2:
+            raise ValueError(f"frame must be 2-D (Y, X), got shape {frame.shape}; pass one time point")
+        cfg = self.model.config
+        image = torch.from_numpy(normalise_frame(frame, cfg.background_percentile, cfg.high_percentile))
+        windows = crop_windows(image.to(self.model.device), centres, size, fill=0.0)
+        with torch.inference_mode():
+            maps = self.model.conv_maps(self.model.standardise(windows), max(self.layers) + 1)
+        return [
+            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False).float()
+            for i in self.layers
+        ]

@@ -1,7 +1,6 @@
 """RecogNet quality: identity, embedding retrieval, mitosis calls and cf-track precision with its features.
 
     python benchmarks/recognet.py [--data ../shared/data] [--model FOLDER] [--skip-tracking]
-    python benchmarks/recognet.py train OUT [--data ../shared/data] [--seconds 840] [--seed 0]
 
 The default run prints, for the shipped model (or ``--model``):
 
@@ -13,8 +12,9 @@ The default run prints, for the shipped model (or ``--model``):
 * cf-track P@5/10/20 on HeLa 01 (GT tracks of frame 0, followed until they end, as in
   ``benchmarks/cf_precision.py``) with ``raw``, ``recognet`` features and the study's per-window recipe.
 
-``train`` reproduces the shipped weights (``src/celltrack/models/weights/recognet_default``): HeLa 01 and
-SIM+ 01 crops, default configs, seed 0, one CPU thread, at most ``--seconds`` of training.
+The shipped weights (``src/celltrack/models/weights/recognet_default``) are reproduced bit for bit by
+``OMP_NUM_THREADS=1 celltrack train recognet`` with the options in the README (and in the model's
+``config.json``).
 """
 
 from __future__ import annotations
@@ -30,28 +30,6 @@ import torch
 
 DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def train(args: argparse.Namespace) -> None:
-    from celltrack.models.recognet import RecogNetTrainingConfig, train_recognet
-    from celltrack.models.recognet_data import build_crop_dataset_from_ctc
-
-    sequences = [Path(args.data) / name / "01" for name in DATASETS]
-    dataset = build_crop_dataset_from_ctc(sequences)
-    print(dataset.summary())
-    config = RecogNetTrainingConfig(max_seconds=args.seconds, seed=args.seed)
-    model = train_recognet(
-        dataset,
-        config,
-        lambda log: print(log, flush=True),
-        provenance={
-            "sequences": [f"{p.parent.name}/{p.name}" for p in sequences],
-            "command": f"python benchmarks/recognet.py train OUT --seconds {args.seconds:g} "
-            f"--seed {args.seed} (1 CPU thread)",
-        },
-    )
-    model.save(args.out, overwrite=True)
-    print(f"saved {args.out}")
 
 
 def pixel_features(crops: np.ndarray) -> np.ndarray:
@@ -137,16 +115,8 @@ def main() -> None:
     parser.add_argument("--layer-weights", default=None, help="recognet layer weights, e.g. 1,0.5,0.25")
     parser.add_argument("--skip-crops", action="store_true")
     parser.add_argument("--features", default="raw,recognet,recognet-study", help="cf-track rows to run")
-    sub = parser.add_subparsers(dest="command")
-    train_parser = sub.add_parser("train", help="train the default RecogNet")
-    train_parser.add_argument("out")
-    train_parser.add_argument("--seconds", type=float, default=840.0)
-    train_parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.command == "train":
-        train(args)
-        return
 
     from celltrack.features import RawExtractor
     from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig, StudyWindowFeatures

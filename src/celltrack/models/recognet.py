@@ -74,6 +74,7 @@ __all__ = [
     "RecogNetTrainer",
     "RecogNetTrainingConfig",
     "evaluate_recognet",
+    "mitosis_scores",
     "retrieval_counts",
     "supervised_contrastive_loss",
     "train_recognet",
@@ -819,6 +820,52 @@ def train_recognet(
     if dataset.n_identities == 0:
         dataset = assign_identities(dataset, config.network.n_identities)
     return RecogNetTrainer(config).fit(dataset, provenance=provenance, callback=progress)
+
+
+# ---------------------------------------------------------------------------- per-detection scores
+def mitosis_scores(
+    model: RecogNet,
+    frames: Sequence[np.ndarray] | np.ndarray,
+    detections: pd.DataFrame,
+    progress: Callable[[Any], Any] | None = None,
+) -> np.ndarray:
+    """RecogNet's mitosis probability of every detection (the ``mitosis_score`` the linker reads).
+
+    Parameters
+    ----------
+    model : RecogNet
+    frames : sequence of numpy.ndarray, each (Y, X), or numpy.ndarray (T, Y, X)
+        Raw frames (lazy sequences work; only frames holding detections are read).
+    detections : pandas.DataFrame
+        Columns ``frame, y, x`` (any others are ignored), one row per detection.
+    progress : callable, optional
+        Wraps the iterable of frame numbers (e.g. a progress bar).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), float64
+        Probability of the ``mitosis`` state in [0, 1], in the row order of ``detections``.
+    """
+    if not isinstance(detections, pd.DataFrame):
+        raise TypeError(f"detections must be a pandas.DataFrame, got {type(detections).__name__}")
+    missing = {"frame", "y", "x"} - set(detections.columns)
+    if missing:
+        raise ValueError(f"detections need columns frame, y, x; missing {sorted(missing)}")
+    scores = np.zeros(len(detections), np.float64)
+    if not len(detections):
+        return scores
+    frame_of = detections["frame"].to_numpy(np.int64)
+    if frame_of.min() < 0 or frame_of.max() >= len(frames):
+        raise ValueError(
+            f"detections refer to frames {frame_of.min()}..{frame_of.max()} but the movie has {len(frames)}"
+        )
+    centres = detections[["y", "x"]].to_numpy(np.float64)
+    present = np.unique(frame_of)
+    for t in present if progress is None else progress(present):
+        rows = np.flatnonzero(frame_of == t)
+        crops = model.crop(np.asarray(frames[int(t)]), centres[rows])
+        scores[rows] = model.cell_state(crops)[:, MITOSIS].double().cpu().numpy()
+    return scores
 
 
 # ---------------------------------------------------------------------------- evaluation

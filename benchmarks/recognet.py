@@ -9,8 +9,9 @@ The default run prints, for the shipped model (or ``--model``):
   all nuclei of frame t+1 the same nucleus; a raw-pixel correlation baseline beside it), mitosis
   precision / recall;
 * the same retrieval and mitosis scores on a synthetic movie the network never saw (generalisation);
-* cf-track P@5/10/20 on HeLa 01 (GT tracks of frame 0, followed until they end, as in
-  ``benchmarks/cf_precision.py``) with ``raw``, ``recognet`` features and the study's per-window recipe.
+* cf-track P@5/10/20 on HeLa 01 and SIM+ 01 (GT tracks of frame 0, followed until they end, as in
+  ``benchmarks/cf_precision.py``) with ``raw``, ``segnet`` and ``recognet`` features and the study's
+  per-window RecogNet recipe.
 
 The shipped weights (``src/celltrack/models/weights/recognet_default``) are reproduced bit for bit by
 ``OMP_NUM_THREADS=1 celltrack train recognet`` with the options in the README (and in the model's
@@ -84,7 +85,8 @@ def synthetic_scores(model) -> tuple[str, str, str, str]:
     )
 
 
-def cf_precision(root: Path, extractor, label: str) -> tuple[str, float, float, float, str, float]:
+def cf_precision(root: Path, build, label: str) -> tuple[str, str, float, float, float, str, float]:
+    """cf-track from the GT markers of frame 0 (the study's protocol): P@5/10/20, cells lost, seconds."""
     from celltrack.cftrack import CFTracker
     from celltrack.graph import measure_detections
     from celltrack.io import open_sequence, read_gt, write_ctc_result
@@ -93,15 +95,18 @@ def cf_precision(root: Path, extractor, label: str) -> tuple[str, float, float, 
     images = open_sequence(root / "01")
     gt = read_gt(root / "01_GT")
     initial = measure_detections(np.asarray(gt.tra[0]), 0)
+    # as `celltrack cf-track`: SegNet features see nuclei at the model's scale
+    diameter = float(2 * np.sqrt(np.median(initial["area"]) / np.pi))
     start = time.perf_counter()
-    result = CFTracker(extractor).track(images, initial)
+    result = CFTracker(build(diameter)).track(images, initial)
     seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "RES"
         write_ctc_result(result.graph(), out, images.frame_shape, len(images))
         scores = evaluate(out, root / "01_GT", metrics=["precision"], from_frame=0)
     lost = f"{int((result.lost_at >= 0).sum())}/{len(result.labels)}"
-    return (label, scores.metrics["P@5"], scores.metrics["P@10"], scores.metrics["P@20"], lost, seconds)
+    m = scores.metrics
+    return (root.name, label, m["P@5"], m["P@10"], m["P@20"], lost, seconds)
 
 
 def main() -> None:
@@ -112,14 +117,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=None, help="RecogNet model folder (default: the shipped one)")
     parser.add_argument("--skip-tracking", action="store_true")
+    parser.add_argument("--layers", default=None, help="recognet feature layers, e.g. -1,1,3,5 (-1: input)")
     parser.add_argument("--layer-weights", default=None, help="recognet layer weights, e.g. 1,0.5,0.25")
+    parser.add_argument("--sequences", default=",".join(DATASETS), help="cf-track on these data sets' 01")
     parser.add_argument("--skip-crops", action="store_true")
-    parser.add_argument("--features", default="raw,recognet,recognet-study", help="cf-track rows to run")
+    parser.add_argument(
+        "--features", default="raw,segnet,recognet,recognet-study", help="cf-track rows to run"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from celltrack.features import RawExtractor
     from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig, StudyWindowFeatures
+    from celltrack.features.segnet import SegNetFeatures
     from celltrack.models.recognet import RecogNet
     from celltrack.models.recognet_data import CropDatasetConfig, build_crop_dataset_from_ctc
 
@@ -144,29 +154,36 @@ def main() -> None:
             print(" | ".join(row))
     if args.skip_tracking:
         return
-    hela = Path(args.data) / "Fluo-N2DL-HeLa"
-    if not (hela / "01").is_dir():
-        print(f"skip cf-track: {hela} not found")
-        return
     features_config = RecogNetFeaturesConfig()
-    if args.layer_weights:
-        weights = tuple(float(w) for w in args.layer_weights.split(","))
-        layers = (-1, 1, 3, 5) if len(weights) == 4 else (1, 3, 5)
+    if args.layers or args.layer_weights:
+        layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else features_config.layers
+        weights = (
+            tuple(float(w) for w in args.layer_weights.split(","))
+            if args.layer_weights
+            else features_config.layer_weights
+        )
         features_config = RecogNetFeaturesConfig(layers=layers, layer_weights=weights)
     builders = {
-        "raw": lambda: RawExtractor(),
-        "recognet": lambda: RecogNetFeatures(model, features_config),
-        "recognet-study": lambda: StudyWindowFeatures(model),
+        "raw": lambda diameter: RawExtractor(),
+        "segnet": lambda diameter: SegNetFeatures(nucleus_diameter=diameter),
+        "recognet": lambda diameter: RecogNetFeatures(model, features_config),
+        "recognet-study": lambda diameter: StudyWindowFeatures(model),
     }
-    tracking = [cf_precision(hela, builders[name](), name) for name in args.features.split(",")]
+    tracking = []
+    for name in args.sequences.split(","):
+        root = Path(args.data) / name
+        if not (root / "01").is_dir():
+            print(f"skip cf-track: {root} not found")
+            continue
+        tracking += [cf_precision(root, builders[f], f) for f in args.features.split(",")]
     print()
-    header = ("HeLa 01 features", "P@5", "P@10", "P@20", "lost", "seconds")
+    header = ("data", "features", "P@5", "P@10", "P@20", "lost", "seconds")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for label, p5, p10, p20, lost, seconds in tracking:
+    for data, label, p5, p10, p20, lost, seconds in tracking:
         if label == "recognet":
-            label += f" {features_config.layer_weights}"
-        print(f"{label} | {p5:.3f} | {p10:.3f} | {p20:.3f} | {lost} | {seconds:.0f}")
+            label += f" layers {features_config.layers} weights {features_config.layer_weights}"
+        print(f"{data} | {label} | {p5:.3f} | {p10:.3f} | {p20:.3f} | {lost} | {seconds:.0f}")
 
 
 if __name__ == "__main__":

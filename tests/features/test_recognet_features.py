@@ -18,6 +18,7 @@ from celltrack.features.recognet import (
     extract_recognet_windows,
     receptive_radius,
     recognet_feature_maps,
+    standardise_layer,
     upsample_aligned,
 )
 from celltrack.graph import measure_detections
@@ -263,3 +264,53 @@ def test_study_extractor_contract(model: RecogNet, rng: np.random.Generator) -> 
         torch.testing.assert_close(both[1:], single)
     with pytest.raises(ValueError, match="2-D"):
         study.extract_windows(np.zeros((2, 8, 8)), np.zeros((1, 2)), 8)
+
+
+def test_layer_normalisation_keeps_quiet_channels_quiet(model: RecogNet, rng: np.random.Generator) -> None:
+    generator = torch.Generator().manual_seed(0)
+    loud = torch.randn(2, 1, 16, 16, generator=generator) + 5.0
+    quiet = 0.01 * torch.randn(2, 1, 16, 16, generator=generator) + 3.0
+    out = standardise_layer(torch.cat([loud, quiet], dim=1))
+    torch.testing.assert_close(out.mean(dim=(-2, -1)), torch.zeros(2, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.pow(2).mean(dim=(1, 2, 3)), torch.ones(2), atol=1e-5, rtol=0)
+    ratio = out[:, 1].std(dim=(-2, -1)) / out[:, 0].std(dim=(-2, -1))
+    expected = quiet.std(dim=(-2, -1)) / loud.std(dim=(-2, -1))
+    torch.testing.assert_close(ratio, expected[:, 0], rtol=1e-4, atol=0)
+    assert float(standardise_layer(torch.full((1, 3, 8, 8), 7.0)).abs().max()) == 0.0
+    # In the extractor: per-channel standardising raises the quiet channel, per-layer does not.
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    centre = np.array([[40.0, 40.0]])
+    layered = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="layer"))
+    for by_layer, by_channel in zip(
+        layered.extract_windows(frame, centre, 32),
+        RecogNetFeatures(model).extract_windows(frame, centre, 32),
+        strict=True,
+    ):
+        std = by_layer.std(dim=(-2, -1), unbiased=False)[0]
+        assert float(std.max() / std[std > 0].min()) > 2.0  # channels keep different energies
+        live = by_channel.std(dim=(-2, -1), unbiased=False)[0] > 0.5
+        assert bool((live == (std > 0)).all())  # the same channels carry signal
+
+
+def test_rescaled_maps_stay_aligned_with_the_frame(model: RecogNet) -> None:
+    yy, xx = np.mgrid[:96, :128].astype(np.float64)
+    frame = 33000.0 + 900.0 * np.exp(-((yy - 40.0) ** 2 + (xx - 70.0) ** 2) / (2 * 9.0**2))
+    config = RecogNetFeaturesConfig(layers=(1, 3), layer_weights=(1.0, 0.5), model_diameter=12.0)
+    native = RecogNetFeatures(model, config)  # no nucleus diameter given: native scale
+    halved = RecogNetFeatures(model, config, nucleus_diameter=24.0)
+    close = RecogNetFeatures(model, config, nucleus_diameter=12.3)  # within 5 %: not resized
+    assert native.scale == 1.0 and close.scale == 1.0 and halved.scale == pytest.approx(0.5)
+    for maps in (native.compute_maps(frame), halved.compute_maps(frame)):
+        for layer in maps:
+            assert layer.shape[-2:] == (96, 128)
+            # a round blob: every channel's map is symmetric about the blob's centre, wherever it peaks
+            background = layer.flatten(1).median(dim=1).values[:, None, None]
+            energy = (layer - background).pow(2).sum(0)
+            rows, cols = energy.sum(1), energy.sum(0)
+            centre_y = float((rows * torch.arange(96)).sum() / rows.sum())
+            centre_x = float((cols * torch.arange(128)).sum() / cols.sum())
+            assert abs(centre_y - 40.0) < 1.0 and abs(centre_x - 70.0) < 1.0
+    with pytest.raises(ValueError, match="nucleus_diameter"):
+        RecogNetFeatures(model, config, nucleus_diameter=0.0)
+    with pytest.raises(ValueError, match="scale"):
+        recognet_feature_maps(model, frame, (1,), scale=-1.0)

@@ -27,8 +27,10 @@ Layers (0-based conv indices) default to conv2, conv4 and conv6 (strides 1, 2, 4
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,6 +40,7 @@ from torch.nn import functional as nnf
 from celltrack.features.base import FeatureExtractor, FullFrameExtractor, crop_windows, standardise_windows
 from celltrack.models.recognet import RecogNet
 from celltrack.models.recognet_data import normalise_frame
+from celltrack.models.segnet import resize_maps
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ __all__ = [
     "extract_recognet_windows",
     "receptive_radius",
     "recognet_feature_maps",
+    "standardise_layer",
     "upsample_aligned",
 ]
 
@@ -72,6 +76,19 @@ class RecogNetFeaturesConfig(BaseModel):
 
     layers: tuple[int, ...] = Field((1, 3, 5), min_length=1, description="0-based conv layers; -1: input.")
     layer_weights: tuple[float, ...] = Field((1.0, 0.5, 0.25), min_length=1)
+    model_diameter: float | None = Field(
+        None,
+        gt=0,
+        description="Nucleus diameter (px) at which the network sees the nuclei: frames are resized from the "
+        "movie's nucleus diameter (when the extractor is given one) to this and the maps back. None: native "
+        "scale.",
+    )
+    normalisation: Literal["channel", "layer"] = Field(
+        "channel",
+        description="Per window, every channel loses its mean; channel: each is then divided by its own std "
+        "(equal weight, also for channels nearly silent in the window); layer: all channels of a layer are "
+        "divided by one std (a channel keeps its share of the layer's energy).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RecogNetFeaturesConfig:
@@ -131,6 +148,7 @@ def recognet_feature_maps(
     model: RecogNet,
     frame: np.ndarray | torch.Tensor,
     layers: Sequence[int] = (1, 3, 5),
+    scale: float = 1.0,
 ) -> list[torch.Tensor]:
     """Full-frame RecogNet conv maps at the frame's resolution.
 
@@ -141,6 +159,9 @@ def recognet_feature_maps(
         Raw frame (normalised per frame as in training).
     layers : sequence of int
         0-based conv layers; :data:`INPUT_LAYER` (-1) for the standardised input.
+    scale : float
+        The network runs on the frame resized by this factor (e.g. to bring nuclei to the scale it learnt);
+        its maps are resized back, so they stay pixel-aligned with the frame.
 
     Returns
     -------
@@ -153,7 +174,13 @@ def recognet_feature_maps(
     if frame.ndim != 2:
         raise ValueError(f"frame must be 2-D (Y, X), got shape {frame.shape}; pass one time point")
     cfg = model.config
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
     image = normalise_frame(frame, cfg.background_percentile, cfg.high_percentile)
+    frame_size = image.shape
+    if scale != 1.0:
+        size = (max(1, round(frame_size[0] * scale)), max(1, round(frame_size[1] * scale)))
+        image = resize_maps(torch.from_numpy(image)[None, None], size)[0, 0].numpy()
     height, width = image.shape
     deepest = max(layers)
     max_stride = cfg.layer_strides[deepest] if deepest >= 0 else 1
@@ -178,10 +205,36 @@ def recognet_feature_maps(
                 stride = cfg.layer_strides[layer] if layer >= 0 else 1
                 source = maps[layer] if layer >= 0 else padded
                 full = upsample_aligned(source, stride, (margin + height, margin + width))
-                out.append(full[0, :, margin:, margin:].contiguous())
+                out.append(resize_maps(full[:, :, margin:, margin:], frame_size)[0].contiguous())
     finally:
         model.train(was_training)
     return out
+
+
+def standardise_layer(windows: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Zero mean per window and channel, then one std per window for the whole layer.
+
+    Unlike :func:`celltrack.features.base.standardise_windows`, a channel that is nearly silent in a window
+    stays small instead of having its noise raised to unit variance.
+
+    Parameters
+    ----------
+    windows : torch.Tensor, shape (N, C, H, W)
+    eps : float
+        Windows whose layer std is below ``eps`` (flat windows) become all zeros.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, H, W), float32
+        Every window has zero mean per channel and unit mean square over the layer.
+    """
+    windows = windows.to(torch.float32)
+    centred = windows - windows.mean(dim=(-2, -1), keepdim=True)
+    std = centred.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    flat = std <= eps
+    return torch.where(
+        flat, torch.zeros_like(centred), centred / torch.where(flat, torch.ones_like(std), std)
+    )
 
 
 class RecogNetFeatures(FullFrameExtractor):
@@ -194,6 +247,9 @@ class RecogNetFeatures(FullFrameExtractor):
     config : RecogNetFeaturesConfig, optional
     device : torch.device or str
         Where maps and windows are computed (CPU default).
+    nucleus_diameter : float, optional
+        Typical nucleus diameter in the movie (px); with ``config.model_diameter`` set, frames are resized
+        by ``model_diameter / nucleus_diameter`` (within ±5 %: not at all).
     """
 
     name = "recognet"
@@ -203,8 +259,15 @@ class RecogNetFeatures(FullFrameExtractor):
         model: RecogNet | str | Path | None = None,
         config: RecogNetFeaturesConfig | None = None,
         device: torch.device | str = "cpu",
+        nucleus_diameter: float | None = None,
     ) -> None:
         self.config = config if config is not None else RecogNetFeaturesConfig()
+        if nucleus_diameter is not None and not (math.isfinite(nucleus_diameter) and nucleus_diameter > 0):
+            raise ValueError(f"nucleus_diameter must be a positive number (px), got {nucleus_diameter}")
+        self.scale = 1.0
+        if nucleus_diameter is not None and self.config.model_diameter is not None:
+            factor = self.config.model_diameter / nucleus_diameter
+            self.scale = 1.0 if abs(math.log(factor)) <= math.log(1.05) else factor
         self.device = torch.device(device)
         if model is None or isinstance(model, str | Path):
             model = RecogNet.load(model, device=self.device)
@@ -227,7 +290,7 @@ class RecogNetFeatures(FullFrameExtractor):
 
     def compute_maps(self, frame: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         """Full-frame maps: one (C_l, Y, X) tensor per layer."""
-        return recognet_feature_maps(self.model, frame, self.config.layers)
+        return recognet_feature_maps(self.model, frame, self.config.layers, self.scale)
 
     def windows_from_maps(
         self, maps: Sequence[torch.Tensor], centres: np.ndarray | torch.Tensor, size: int
@@ -235,8 +298,9 @@ class RecogNetFeatures(FullFrameExtractor):
         """Crop (empty-field fill outside the image) and standardise windows: (N, C_l, S, S) per layer."""
         if len(maps) != self.n_layers:
             raise ValueError(f"{self.name} expects {self.n_layers} layer maps, got {len(maps)}")
+        standardise = standardise_windows if self.config.normalisation == "channel" else standardise_layer
         return [
-            standardise_windows(crop_windows(layer, centres, size, fill=fill.to(layer.device)))
+            standardise(crop_windows(layer, centres, size, fill=fill.to(layer.device)))
             for layer, fill in zip(maps, self._fill, strict=True)
         ]
 

@@ -63,12 +63,13 @@ def test_contract_and_batched_equals_per_window(
 ) -> None:
     assert isinstance(extractor, FeatureExtractor) and isinstance(extractor, FullFrameExtractor)
     assert extractor.name == "recognet"
-    assert extractor.n_layers == 3 and extractor.layer_weights == (1.0, 0.5, 0.25)
-    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in (1, 3, 5))
+    defaults = RecogNetFeaturesConfig()
+    assert extractor.n_layers == len(defaults.layers) and extractor.layer_weights == defaults.layer_weights
+    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in defaults.layers)
     frame = nuclei_frame(rng, np.array([[40.0, 40.0], [45.0, 100.0]]), (90, 140))
     centres = np.array([[40.2, 39.7], [45.0, 100.0], [0.0, 0.0], [89.0, 139.0], [-30.0, 60.0]])
     layers = extractor.extract_windows(frame, centres, 40)
-    assert len(layers) == 3
+    assert len(layers) == extractor.n_layers
     for layer, channels in zip(layers, extractor.layer_channels, strict=True):
         assert layer.shape == (5, channels, 40, 40) and layer.dtype == torch.float32
         assert bool(torch.isfinite(layer).all())
@@ -80,11 +81,14 @@ def test_contract_and_batched_equals_per_window(
     functional = extract_recognet_windows(frame, centres, 40, model=extractor.model)
     for a, b in zip(functional, layers, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [0, 0, 0]
+    assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [
+        0
+    ] * extractor.n_layers
 
 
-def test_channels_standardised_per_window(extractor: RecogNetFeatures, rng: np.random.Generator) -> None:
+def test_channels_standardised_per_window(model: RecogNet, rng: np.random.Generator) -> None:
     frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    extractor = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel"))
     for layer in extractor.extract_windows(frame, np.array([[40.0, 40.0], [3.0, 70.0]]), 32):
         mean = layer.mean(dim=(-2, -1))
         std = layer.std(dim=(-2, -1), unbiased=False)
@@ -104,17 +108,18 @@ def test_maps_ignore_camera_offset_and_exposure(model: RecogNet, rng: np.random.
 
 def test_translated_input_gives_translated_maps(model: RecogNet, rng: np.random.Generator) -> None:
     frame = nuclei_frame(rng, np.array([[50.0, 48.0], [60.0, 90.0], [35.0, 70.0]]), (112, 144))
-    base = recognet_feature_maps(model, frame)
+    layers = (1, 2, 3, 5)  # strides 1, 2, 2, 4: the default layers and a stride-1 one
+    base = recognet_feature_maps(model, frame, layers)
     inner = (slice(30, 80), slice(30, 110))  # away from the image border
     for dy, dx in [(4, -8), (8, 4)]:
         # multiples of the deepest stride (4): every layer is exactly equivariant
-        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)))
+        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)), layers)
         for a, b in zip(base, shifted, strict=True):
             moved = b[:, inner[0].start + dy : inner[0].stop + dy, inner[1].start + dx : inner[1].stop + dx]
             torch.testing.assert_close(moved, a[:, inner[0], inner[1]], rtol=1e-4, atol=1e-4)
     for dy, dx in [(1, 3), (-2, 1), (3, -3)]:
         # sub-stride shifts: deep layers alias a little, but each layer still matches best at the true shift
-        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)))
+        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)), layers)
         for layer, (a, b) in enumerate(zip(base, shifted, strict=True)):
             template = a[:, inner[0], inner[1]]
             scores = {}
@@ -202,7 +207,13 @@ def test_cf_tracking_has_no_bias_toward_centre_or_origin(extractor: RecogNetFeat
     assert np.all(result.lost_at == -1)
     relative = tracking_error(movie, result)
     relative = relative - relative[0]
-    assert np.abs(relative).max() < 1.5
+    # Nuclei wholly inside the image are followed to a pixel. A nucleus leaving the image (one does in the
+    # last frames at velocity0, 40 % cut off at the end) is followed by its visible part: with the default
+    # per-layer normalisation the estimate then lags up to a few px inside the border.
+    areas = np.stack([[(movie.labels[t] == label).sum() for label in result.labels] for t in range(10)])
+    inside = areas >= 0.95 * areas[0]
+    assert np.abs(relative[inside]).max() < 1.5
+    assert np.abs(relative[~inside]).max(initial=0.0) < 6.0
     # A window-centre bias would lag behind the motion; an origin bias would pull toward (0, 0).
     bias = relative[-4:].mean(axis=(0, 1))
     assert np.all(np.abs(bias) < 0.5), bias
@@ -283,7 +294,9 @@ def test_layer_normalisation_keeps_quiet_channels_quiet(model: RecogNet, rng: np
     layered = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="layer"))
     for by_layer, by_channel in zip(
         layered.extract_windows(frame, centre, 32),
-        RecogNetFeatures(model).extract_windows(frame, centre, 32),
+        RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel")).extract_windows(
+            frame, centre, 32
+        ),
         strict=True,
     ):
         std = by_layer.std(dim=(-2, -1), unbiased=False)[0]

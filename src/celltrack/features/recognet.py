@@ -11,8 +11,10 @@ the image origin), and what this extractor does instead:
    and windows are cropped from the maps afterwards: every window pixel sees real image context, and a
    translated cell gives translated maps (exactly, for shifts that are multiples of the layer's stride).
 2. *A large DC component.* Post-ReLU channels are non-negative with a large mean; a constant correlates
-   with the Hann-tapered window best at zero shift. Every channel is standardised per window (zero mean,
-   unit std) by :func:`celltrack.features.base.standardise_windows`.
+   with the Hann-tapered window best at zero shift. Every channel loses its mean per window, and each
+   layer is divided by one std per window (:func:`standardise_layer`); giving every channel unit std instead
+   (:func:`celltrack.features.base.standardise_windows`, ``normalisation="channel"``) raises the noise of
+   channels that are nearly silent in a window to full weight: on SIM+ 01 it cost 0.10 in cf-track P@20.
 3. *Misaligned upsampling.* A 2×2 pool puts pooled pixel ``i`` at input ``2 i + 0.5``, and
    ``interpolate(..., align_corners=False)`` adds another ``(s - 1) / 2`` offset: the deep maps sit a few
    pixels toward the origin of the window, and since the tracker re-centres on its own estimate the error
@@ -20,8 +22,11 @@ the image origin), and what this extractor does instead:
    of stride ``s`` has pixel ``i`` centred exactly on input ``s i``, and :func:`upsample_aligned`
    interpolates at exactly those coordinates.
 
-Layers (0-based conv indices) default to conv2, conv4 and conv6 (strides 1, 2, 4) with weights 1, 0.5 and
-0.25; outside the image, windows are filled with the features of an empty field of view.
+Layers (0-based conv indices) default to conv3, conv4 and conv6 (strides 2, 2, 4) with weights 0.5, 1 and
+0.5: in cf-track on HeLa 01 and SIM+ 01 (``benchmarks/recognet.py``) the stride-1 layers conv1/conv2 lowered
+precision (their 5×5 px receptive fields see noise and edges, not the nucleus), and per-layer normalisation
+beat per-channel normalisation on SIM+ and matched it on HeLa. Outside the image, windows are filled with
+the features of an empty field of view.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class RecogNetFeaturesConfig(BaseModel):
     Attributes
     ----------
     layers : tuple of int
-        0-based conv layers used as feature layers, shallow to deep (conv2, conv4, conv6 by default);
+        0-based conv layers used as feature layers, shallow to deep (conv3, conv4, conv6 by default);
         :data:`INPUT_LAYER` (-1) adds the normalised frame itself as a one-channel layer.
     layer_weights : tuple of float
         Correlation-filter weight of each layer.
@@ -74,8 +79,8 @@ class RecogNetFeaturesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: tuple[int, ...] = Field((1, 3, 5), min_length=1, description="0-based conv layers; -1: input.")
-    layer_weights: tuple[float, ...] = Field((1.0, 0.5, 0.25), min_length=1)
+    layers: tuple[int, ...] = Field((2, 3, 5), min_length=1, description="0-based conv layers; -1: input.")
+    layer_weights: tuple[float, ...] = Field((0.5, 1.0, 0.5), min_length=1)
     model_diameter: float | None = Field(
         None,
         gt=0,
@@ -84,7 +89,7 @@ class RecogNetFeaturesConfig(BaseModel):
         "scale.",
     )
     normalisation: Literal["channel", "layer"] = Field(
-        "channel",
+        "layer",
         description="Per window, every channel loses its mean; channel: each is then divided by its own std "
         "(equal weight, also for channels nearly silent in the window); layer: all channels of a layer are "
         "divided by one std (a channel keeps its share of the layer's energy).",
@@ -147,7 +152,7 @@ def upsample_aligned(maps: torch.Tensor, stride: int, size: tuple[int, int]) -> 
 def recognet_feature_maps(
     model: RecogNet,
     frame: np.ndarray | torch.Tensor,
-    layers: Sequence[int] = (1, 3, 5),
+    layers: Sequence[int] = (2, 3, 5),
     scale: float = 1.0,
 ) -> list[torch.Tensor]:
     """Full-frame RecogNet conv maps at the frame's resolution.
@@ -238,7 +243,7 @@ def standardise_layer(windows: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 class RecogNetFeatures(FullFrameExtractor):
-    """RecogNet conv maps (conv2, conv4, conv6 by default) computed once per frame and cropped per window.
+    """RecogNet conv maps (conv3, conv4, conv6 by default) computed once per frame and cropped per window.
 
     Parameters
     ----------

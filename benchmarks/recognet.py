@@ -1,7 +1,6 @@
 """RecogNet quality: identity, embedding retrieval, mitosis calls and cf-track precision with its features.
 
     python benchmarks/recognet.py [--data ../shared/data] [--model FOLDER] [--skip-tracking]
-    python benchmarks/recognet.py train OUT [--data ../shared/data] [--seconds 840] [--seed 0]
 
 The default run prints, for the shipped model (or ``--model``):
 
@@ -10,11 +9,13 @@ The default run prints, for the shipped model (or ``--model``):
   all nuclei of frame t+1 the same nucleus; a raw-pixel correlation baseline beside it), mitosis
   precision / recall;
 * the same retrieval and mitosis scores on a synthetic movie the network never saw (generalisation);
-* cf-track P@5/10/20 on HeLa 01 (GT tracks of frame 0, followed until they end, as in
-  ``benchmarks/cf_precision.py``) with ``raw``, ``recognet`` features and the study's per-window recipe.
+* cf-track P@5/10/20 on HeLa 01 and SIM+ 01 (GT tracks of frame 0, followed until they end, as in
+  ``benchmarks/cf_precision.py``) with ``raw``, ``segnet`` and ``recognet`` features and the study's
+  per-window RecogNet recipe.
 
-``train`` reproduces the shipped weights (``src/celltrack/models/weights/recognet_default``): HeLa 01 and
-SIM+ 01 crops, default configs, seed 0, one CPU thread, at most ``--seconds`` of training.
+The shipped weights (``src/celltrack/models/weights/recognet_default``) are reproduced bit for bit by
+``OMP_NUM_THREADS=1 celltrack train recognet`` with the options in the README (and in the model's
+``config.json``).
 """
 
 from __future__ import annotations
@@ -27,36 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as nnf
-
-from celltrack.features import FeatureExtractor, crop_windows
-from celltrack.models.recognet import RecogNet
-from celltrack.models.recognet_data import normalise_frame
 
 DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def train(args: argparse.Namespace) -> None:
-    from celltrack.models.recognet import RecogNetTrainingConfig, train_recognet
-    from celltrack.models.recognet_data import build_crop_dataset_from_ctc
-
-    sequences = [Path(args.data) / name / "01" for name in DATASETS]
-    dataset = build_crop_dataset_from_ctc(sequences)
-    print(dataset.summary())
-    config = RecogNetTrainingConfig(max_seconds=args.seconds, seed=args.seed)
-    model = train_recognet(
-        dataset,
-        config,
-        lambda log: print(log, flush=True),
-        provenance={
-            "sequences": [f"{p.parent.name}/{p.name}" for p in sequences],
-            "command": f"python benchmarks/recognet.py train OUT --seconds {args.seconds:g} "
-            f"--seed {args.seed} (1 CPU thread)",
-        },
-    )
-    model.save(args.out, overwrite=True)
-    print(f"saved {args.out}")
 
 
 def pixel_features(crops: np.ndarray) -> np.ndarray:
@@ -111,32 +85,8 @@ def synthetic_scores(model) -> tuple[str, str, str, str]:
     )
 
 
-class StudyWindowFeatures(FeatureExtractor):
-    """The study's recipe, kept to measure its failure: the network on each window (zero padding),
-    ``interpolate(align_corners=False)`` upsampling and no per-window standardisation."""
-
-    name = "recognet-study"
-    layer_weights = (1.0, 0.5, 0.25)
-
-    def __init__(self, model: RecogNet) -> None:
-        self.model = model
-
-    @property
-    def layer_channels(self) -> tuple[int, ...]:
-        return tuple(self.model.config.channels[i] for i in (1, 3, 5))
-
-    def extract_windows(self, frame, centres, size):
-        image = torch.from_numpy(normalise_frame(np.asarray(frame)))
-        windows = self.model.standardise(crop_windows(image, centres, size, fill=0.0))
-        with torch.inference_mode():
-            maps = self.model.conv_maps(windows)
-        return [
-            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False)
-            for i in (1, 3, 5)
-        ]
-
-
-def cf_precision(root: Path, extractor, label: str) -> tuple[str, float, float, float, str, float]:
+def cf_precision(root: Path, build, label: str) -> tuple[str, str, float, float, float, str, float]:
+    """cf-track from the GT markers of frame 0 (the study's protocol): P@5/10/20, cells lost, seconds."""
     from celltrack.cftrack import CFTracker
     from celltrack.graph import measure_detections
     from celltrack.io import open_sequence, read_gt, write_ctc_result
@@ -145,15 +95,18 @@ def cf_precision(root: Path, extractor, label: str) -> tuple[str, float, float, 
     images = open_sequence(root / "01")
     gt = read_gt(root / "01_GT")
     initial = measure_detections(np.asarray(gt.tra[0]), 0)
+    # as `celltrack cf-track`: SegNet features see nuclei at the model's scale
+    diameter = float(2 * np.sqrt(np.median(initial["area"]) / np.pi))
     start = time.perf_counter()
-    result = CFTracker(extractor).track(images, initial)
+    result = CFTracker(build(diameter)).track(images, initial)
     seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "RES"
         write_ctc_result(result.graph(), out, images.frame_shape, len(images))
         scores = evaluate(out, root / "01_GT", metrics=["precision"], from_frame=0)
     lost = f"{int((result.lost_at >= 0).sum())}/{len(result.labels)}"
-    return (label, scores.metrics["P@5"], scores.metrics["P@10"], scores.metrics["P@20"], lost, seconds)
+    m = scores.metrics
+    return (root.name, label, m["P@5"], m["P@10"], m["P@20"], lost, seconds)
 
 
 def main() -> None:
@@ -164,22 +117,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=None, help="RecogNet model folder (default: the shipped one)")
     parser.add_argument("--skip-tracking", action="store_true")
+    parser.add_argument("--layers", default=None, help="recognet feature layers, e.g. -1,1,3,5 (-1: input)")
     parser.add_argument("--layer-weights", default=None, help="recognet layer weights, e.g. 1,0.5,0.25")
+    parser.add_argument("--sequences", default=",".join(DATASETS), help="cf-track on these data sets' 01")
     parser.add_argument("--skip-crops", action="store_true")
-    parser.add_argument("--features", default="raw,recognet,recognet-study", help="cf-track rows to run")
-    sub = parser.add_subparsers(dest="command")
-    train_parser = sub.add_parser("train", help="train the default RecogNet")
-    train_parser.add_argument("out")
-    train_parser.add_argument("--seconds", type=float, default=840.0)
-    train_parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--features", default="raw,segnet,recognet,recognet-study", help="cf-track rows to run"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.command == "train":
-        train(args)
-        return
 
     from celltrack.features import RawExtractor
-    from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig
+    from celltrack.features.recognet import RecogNetFeatures, RecogNetFeaturesConfig, StudyWindowFeatures
+    from celltrack.features.segnet import SegNetFeatures
     from celltrack.models.recognet import RecogNet
     from celltrack.models.recognet_data import CropDatasetConfig, build_crop_dataset_from_ctc
 
@@ -204,29 +154,36 @@ def main() -> None:
             print(" | ".join(row))
     if args.skip_tracking:
         return
-    hela = Path(args.data) / "Fluo-N2DL-HeLa"
-    if not (hela / "01").is_dir():
-        print(f"skip cf-track: {hela} not found")
-        return
     features_config = RecogNetFeaturesConfig()
-    if args.layer_weights:
-        weights = tuple(float(w) for w in args.layer_weights.split(","))
-        layers = (-1, 1, 3, 5) if len(weights) == 4 else (1, 3, 5)
+    if args.layers or args.layer_weights:
+        layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else features_config.layers
+        weights = (
+            tuple(float(w) for w in args.layer_weights.split(","))
+            if args.layer_weights
+            else features_config.layer_weights
+        )
         features_config = RecogNetFeaturesConfig(layers=layers, layer_weights=weights)
     builders = {
-        "raw": lambda: RawExtractor(),
-        "recognet": lambda: RecogNetFeatures(model, features_config),
-        "recognet-study": lambda: StudyWindowFeatures(model),
+        "raw": lambda diameter: RawExtractor(),
+        "segnet": lambda diameter: SegNetFeatures(nucleus_diameter=diameter),
+        "recognet": lambda diameter: RecogNetFeatures(model, features_config),
+        "recognet-study": lambda diameter: StudyWindowFeatures(model),
     }
-    tracking = [cf_precision(hela, builders[name](), name) for name in args.features.split(",")]
+    tracking = []
+    for name in args.sequences.split(","):
+        root = Path(args.data) / name
+        if not (root / "01").is_dir():
+            print(f"skip cf-track: {root} not found")
+            continue
+        tracking += [cf_precision(root, builders[f], f) for f in args.features.split(",")]
     print()
-    header = ("HeLa 01 features", "P@5", "P@10", "P@20", "lost", "seconds")
+    header = ("data", "features", "P@5", "P@10", "P@20", "lost", "seconds")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for label, p5, p10, p20, lost, seconds in tracking:
+    for data, label, p5, p10, p20, lost, seconds in tracking:
         if label == "recognet":
-            label += f" {features_config.layer_weights}"
-        print(f"{label} | {p5:.3f} | {p10:.3f} | {p20:.3f} | {lost} | {seconds:.0f}")
+            label += f" layers {features_config.layers} weights {features_config.layer_weights}"
+        print(f"{data} | {label} | {p5:.3f} | {p10:.3f} | {p20:.3f} | {lost} | {seconds:.0f}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from celltrack.features.recognet import (
     INPUT_LAYER,
     RecogNetFeatures,
     RecogNetFeaturesConfig,
+    StudyWindowFeatures,
     extract_recognet_windows,
     receptive_radius,
     recognet_feature_maps,
+    standardise_layer,
     upsample_aligned,
 )
 from celltrack.graph import measure_detections
@@ -61,12 +63,13 @@ def test_contract_and_batched_equals_per_window(
 ) -> None:
     assert isinstance(extractor, FeatureExtractor) and isinstance(extractor, FullFrameExtractor)
     assert extractor.name == "recognet"
-    assert extractor.n_layers == 3 and extractor.layer_weights == (1.0, 0.5, 0.25)
-    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in (1, 3, 5))
+    defaults = RecogNetFeaturesConfig()
+    assert extractor.n_layers == len(defaults.layers) and extractor.layer_weights == defaults.layer_weights
+    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in defaults.layers)
     frame = nuclei_frame(rng, np.array([[40.0, 40.0], [45.0, 100.0]]), (90, 140))
     centres = np.array([[40.2, 39.7], [45.0, 100.0], [0.0, 0.0], [89.0, 139.0], [-30.0, 60.0]])
     layers = extractor.extract_windows(frame, centres, 40)
-    assert len(layers) == 3
+    assert len(layers) == extractor.n_layers
     for layer, channels in zip(layers, extractor.layer_channels, strict=True):
         assert layer.shape == (5, channels, 40, 40) and layer.dtype == torch.float32
         assert bool(torch.isfinite(layer).all())
@@ -78,11 +81,14 @@ def test_contract_and_batched_equals_per_window(
     functional = extract_recognet_windows(frame, centres, 40, model=extractor.model)
     for a, b in zip(functional, layers, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [0, 0, 0]
+    assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [
+        0
+    ] * extractor.n_layers
 
 
-def test_channels_standardised_per_window(extractor: RecogNetFeatures, rng: np.random.Generator) -> None:
+def test_channels_standardised_per_window(model: RecogNet, rng: np.random.Generator) -> None:
     frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    extractor = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel"))
     for layer in extractor.extract_windows(frame, np.array([[40.0, 40.0], [3.0, 70.0]]), 32):
         mean = layer.mean(dim=(-2, -1))
         std = layer.std(dim=(-2, -1), unbiased=False)
@@ -102,17 +108,18 @@ def test_maps_ignore_camera_offset_and_exposure(model: RecogNet, rng: np.random.
 
 def test_translated_input_gives_translated_maps(model: RecogNet, rng: np.random.Generator) -> None:
     frame = nuclei_frame(rng, np.array([[50.0, 48.0], [60.0, 90.0], [35.0, 70.0]]), (112, 144))
-    base = recognet_feature_maps(model, frame)
+    layers = (1, 2, 3, 5)  # strides 1, 2, 2, 4: the default layers and a stride-1 one
+    base = recognet_feature_maps(model, frame, layers)
     inner = (slice(30, 80), slice(30, 110))  # away from the image border
     for dy, dx in [(4, -8), (8, 4)]:
         # multiples of the deepest stride (4): every layer is exactly equivariant
-        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)))
+        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)), layers)
         for a, b in zip(base, shifted, strict=True):
             moved = b[:, inner[0].start + dy : inner[0].stop + dy, inner[1].start + dx : inner[1].stop + dx]
             torch.testing.assert_close(moved, a[:, inner[0], inner[1]], rtol=1e-4, atol=1e-4)
     for dy, dx in [(1, 3), (-2, 1), (3, -3)]:
         # sub-stride shifts: deep layers alias a little, but each layer still matches best at the true shift
-        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)))
+        shifted = recognet_feature_maps(model, np.roll(frame, (dy, dx), axis=(0, 1)), layers)
         for layer, (a, b) in enumerate(zip(base, shifted, strict=True)):
             template = a[:, inner[0], inner[1]]
             scores = {}
@@ -200,7 +207,13 @@ def test_cf_tracking_has_no_bias_toward_centre_or_origin(extractor: RecogNetFeat
     assert np.all(result.lost_at == -1)
     relative = tracking_error(movie, result)
     relative = relative - relative[0]
-    assert np.abs(relative).max() < 1.5
+    # Nuclei wholly inside the image are followed to a pixel. A nucleus leaving the image (one does in the
+    # last frames at velocity0, 40 % cut off at the end) is followed by its visible part: with the default
+    # per-layer normalisation the estimate then lags up to a few px inside the border.
+    areas = np.stack([[(movie.labels[t] == label).sum() for label in result.labels] for t in range(10)])
+    inside = areas >= 0.95 * areas[0]
+    assert np.abs(relative[inside]).max() < 1.5
+    assert np.abs(relative[~inside]).max(initial=0.0) < 6.0
     # A window-centre bias would lag behind the motion; an origin bias would pull toward (0, 0).
     bias = relative[-4:].mean(axis=(0, 1))
     assert np.all(np.abs(bias) < 0.5), bias
@@ -214,36 +227,12 @@ def test_static_nuclei_do_not_drift(extractor: RecogNetFeatures) -> None:
     assert np.abs(drift[-1] - drift[0]).max() < 0.5
 
 
-class _StudyWindowFeatures(FeatureExtractor):
-    """The study's recipe: the network on each window (zero padding), naive upsampling, no standardising."""
-
-    name = "study"
-    layer_weights = (1.0, 0.5, 0.25)
-
-    def __init__(self, model: RecogNet) -> None:
-        self.model = model
-
-    @property
-    def layer_channels(self) -> tuple[int, ...]:
-        return tuple(self.model.config.channels[i] for i in (1, 3, 5))
-
-    def extract_windows(self, frame, centres, size):
-        image = torch.from_numpy(normalise_frame(np.asarray(frame)))
-        windows = self.model.standardise(crop_windows(image, centres, size, fill=0.0))
-        with torch.inference_mode():
-            maps = self.model.conv_maps(windows)
-        return [
-            nnf.interpolate(maps[i], size=(size, size), mode="bilinear", align_corners=False)
-            for i in (1, 3, 5)
-        ]
-
-
 def test_no_fixed_pattern_in_windows_of_an_empty_field(model: RecogNet, extractor: RecogNetFeatures) -> None:
     # The study's recipe: zero padding inside each window imprints the same border pattern on every window,
     # a pattern that matches itself best at zero shift and pins the peak to the window centre.
     empty = np.full((120, 120), 33000, np.uint16)
     centres = np.array([[40.0, 40.0], [80.0, 70.0], [60.0, 60.0]])
-    study = _StudyWindowFeatures(model).extract_windows(empty, centres, 40)
+    study = StudyWindowFeatures(model).extract_windows(empty, centres, 40)
     assert any(float(w.std()) > 1e-3 for w in study)
     torch.testing.assert_close(study[2][0], study[2][1])  # the same pattern wherever the window is
     # Full-frame maps cropped afterwards: an empty field gives flat windows, standardised to zeros.
@@ -267,3 +256,74 @@ def test_bad_config_and_model() -> None:
         RecogNetFeaturesConfig(layers=(3, 1), layer_weights=(1.0, 1.0))
     with pytest.raises(TypeError, match="RecogNet"):
         RecogNetFeatures(model=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="RecogNet"):
+        StudyWindowFeatures(model=42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="conv indices"):
+        StudyWindowFeatures(layers=(1, 6), layer_weights=(1.0, 1.0))
+
+
+def test_study_extractor_contract(model: RecogNet, rng: np.random.Generator) -> None:
+    study = StudyWindowFeatures(model, layers=(0, 3), layer_weights=(1.0, 0.5))
+    assert isinstance(study, FeatureExtractor) and not isinstance(study, FullFrameExtractor)
+    assert study.layer_channels == (model.config.channels[0], model.config.channels[3])
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    layers = study.extract_windows(frame, np.array([[40.0, 40.0], [10.0, 70.0]]), 32)
+    assert [tuple(w.shape) for w in layers] == [(2, c, 32, 32) for c in study.layer_channels]
+    # Per window, not per frame: a window's features do not depend on the other windows.
+    alone = study.extract_windows(frame, np.array([[10.0, 70.0]]), 32)
+    for both, single in zip(layers, alone, strict=True):
+        torch.testing.assert_close(both[1:], single)
+    with pytest.raises(ValueError, match="2-D"):
+        study.extract_windows(np.zeros((2, 8, 8)), np.zeros((1, 2)), 8)
+
+
+def test_layer_normalisation_keeps_quiet_channels_quiet(model: RecogNet, rng: np.random.Generator) -> None:
+    generator = torch.Generator().manual_seed(0)
+    loud = torch.randn(2, 1, 16, 16, generator=generator) + 5.0
+    quiet = 0.01 * torch.randn(2, 1, 16, 16, generator=generator) + 3.0
+    out = standardise_layer(torch.cat([loud, quiet], dim=1))
+    torch.testing.assert_close(out.mean(dim=(-2, -1)), torch.zeros(2, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.pow(2).mean(dim=(1, 2, 3)), torch.ones(2), atol=1e-5, rtol=0)
+    ratio = out[:, 1].std(dim=(-2, -1)) / out[:, 0].std(dim=(-2, -1))
+    expected = quiet.std(dim=(-2, -1)) / loud.std(dim=(-2, -1))
+    torch.testing.assert_close(ratio, expected[:, 0], rtol=1e-4, atol=0)
+    assert float(standardise_layer(torch.full((1, 3, 8, 8), 7.0)).abs().max()) == 0.0
+    # In the extractor: per-channel standardising raises the quiet channel, per-layer does not.
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
+    centre = np.array([[40.0, 40.0]])
+    layered = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="layer"))
+    for by_layer, by_channel in zip(
+        layered.extract_windows(frame, centre, 32),
+        RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel")).extract_windows(
+            frame, centre, 32
+        ),
+        strict=True,
+    ):
+        std = by_layer.std(dim=(-2, -1), unbiased=False)[0]
+        assert float(std.max() / std[std > 0].min()) > 2.0  # channels keep different energies
+        live = by_channel.std(dim=(-2, -1), unbiased=False)[0] > 0.5
+        assert bool((live == (std > 0)).all())  # the same channels carry signal
+
+
+def test_rescaled_maps_stay_aligned_with_the_frame(model: RecogNet) -> None:
+    yy, xx = np.mgrid[:96, :128].astype(np.float64)
+    frame = 33000.0 + 900.0 * np.exp(-((yy - 40.0) ** 2 + (xx - 70.0) ** 2) / (2 * 9.0**2))
+    config = RecogNetFeaturesConfig(layers=(1, 3), layer_weights=(1.0, 0.5), model_diameter=12.0)
+    native = RecogNetFeatures(model, config)  # no nucleus diameter given: native scale
+    halved = RecogNetFeatures(model, config, nucleus_diameter=24.0)
+    close = RecogNetFeatures(model, config, nucleus_diameter=12.3)  # within 5 %: not resized
+    assert native.scale == 1.0 and close.scale == 1.0 and halved.scale == pytest.approx(0.5)
+    for maps in (native.compute_maps(frame), halved.compute_maps(frame)):
+        for layer in maps:
+            assert layer.shape[-2:] == (96, 128)
+            # a round blob: every channel's map is symmetric about the blob's centre, wherever it peaks
+            background = layer.flatten(1).median(dim=1).values[:, None, None]
+            energy = (layer - background).pow(2).sum(0)
+            rows, cols = energy.sum(1), energy.sum(0)
+            centre_y = float((rows * torch.arange(96)).sum() / rows.sum())
+            centre_x = float((cols * torch.arange(128)).sum() / cols.sum())
+            assert abs(centre_y - 40.0) < 1.0 and abs(centre_x - 70.0) < 1.0
+    with pytest.raises(ValueError, match="nucleus_diameter"):
+        RecogNetFeatures(model, config, nucleus_diameter=0.0)
+    with pytest.raises(ValueError, match="scale"):
+        recognet_feature_maps(model, frame, (1,), scale=-1.0)

@@ -152,3 +152,37 @@ def test_cells_entering_start_new_tracks(seed: int, detections_of) -> None:
             assert truth.loc[before, "end"] == nodes.loc[source, "frame"]
             assert truth.loc[after, "begin"] == nodes.loc[target, "frame"]
             assert min(nodes.loc[target, ["y", "x"]].min(), 95 - nodes.loc[target, ["y", "x"]].max()) < 15
+
+
+def test_mitosis_score_lowers_the_cost_of_a_dividing_nucleus(detections_of) -> None:
+    movie = dividing_nucleus(frames=10, division_frame=5, seed=3)
+    detections = detections_of(movie.labels)  # no intensities: the score is the only mitosis cue
+    config = LinkerConfig().resolve(detections)
+    shape = movie.labels.shape[1:]
+
+    def node(frame: int, label: int) -> np.ndarray:
+        rows = (detections["frame"] == frame) & (detections["label"] == label)
+        return np.flatnonzero(rows.to_numpy())
+
+    mother, a, b = node(4, 1), node(5, 2), node(5, 3)
+
+    def cost(scores: dict[tuple[int, int], float] | None, bonus: float = 0.3) -> float:
+        table = detections
+        if scores is not None:
+            keys = zip(detections["frame"], detections["label"], strict=True)
+            table = detections.assign(mitosis_score=[scores.get((int(t), int(v)), 0.0) for t, v in keys])
+        resolved = config.model_copy(
+            update={"division": config.division.model_copy(update={"mitosis_bonus": bonus})}
+        )
+        return float(division_cost(Scene.build(table, resolved, shape), mother, a, b)[0])
+
+    plain = cost(None)
+    assert np.isfinite(plain)
+    assert cost({}) == pytest.approx(plain)  # zero scores change nothing
+    gate = Scene.build(detections, config, shape).gate
+    full = cost({(4, 1): 1.0})
+    assert full == pytest.approx(plain - 0.3 * gate)  # a mitotic mother: the full bonus
+    assert cost({(4, 1): 0.5}) == pytest.approx(plain - 0.15 * gate)
+    assert cost({(5, 2): 1.0, (5, 3): 1.0}) == pytest.approx(full)  # or two mitotic daughters
+    assert cost({(5, 2): 1.0}) == pytest.approx(plain - 0.15 * gate)  # one daughter counts half
+    assert cost({(4, 1): 1.0}, bonus=0.0) == pytest.approx(plain)

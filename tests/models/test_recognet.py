@@ -281,7 +281,10 @@ def test_shipped_model_is_small_and_documented() -> None:
     assert sum(f.stat().st_size for f in files) < 5.5e6
     config = json.loads((DEFAULT_RECOGNET_PATH / "config.json").read_text())
     assert config["architecture"] == "recognet" and config["weights_dtype"] == "float16"
-    assert "benchmarks/recognet.py train" in config["training"]["data"]["command"]
+    training = config["training"]
+    # reproducible: an epoch-based run (no wall-time stop) of the documented command, on one thread
+    assert training["data"]["command"] == "celltrack train recognet" and training["torch_threads"] == 1
+    assert training["config"]["max_seconds"] is None and training["stopped"] != "time"
     net = RecogNet.load()
     assert net.config.n_identities == 256 and net.config.crop_size == 40
 
@@ -307,3 +310,27 @@ def test_retrieval_counts_on_a_known_case() -> None:
     features = np.array([[1, -0.5], [0, 1], [1, -0.1], [1, 0.2], [0, 1], [0, 1]], np.float64)
     # label 1 finds itself; label 2's nearest in frame 1 is label 3 (wrong); 'other' crops are ignored
     assert retrieval_counts(features, data) == (1, 2)
+
+
+def test_mitosis_scores_follow_the_detection_rows(movie) -> None:
+    from celltrack.graph import measure_detections
+    from celltrack.models.recognet import mitosis_scores
+
+    torch.manual_seed(4)
+    net = RecogNet(TINY).eval()
+    table = pd.concat([measure_detections(movie.markers[t], t) for t in (0, 3, 7)], ignore_index=True)
+    shuffled = table.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    scores = mitosis_scores(net, movie.images, shuffled)
+    assert scores.shape == (len(shuffled),) and np.all((scores >= 0) & (scores <= 1))
+    for t in (0, 7):
+        rows = np.flatnonzero(shuffled["frame"].to_numpy() == t)
+        crops = net.crop(movie.images[t], shuffled.iloc[rows])
+        expected = net.cell_state(crops)[:, MITOSIS].double().numpy()
+        np.testing.assert_allclose(scores[rows], expected, rtol=1e-6, atol=1e-7)
+    assert mitosis_scores(net, movie.images, table.iloc[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="missing"):
+        mitosis_scores(net, movie.images, table.drop(columns="frame"))
+    with pytest.raises(ValueError, match="frames"):
+        mitosis_scores(net, movie.images[:2], table)
+    with pytest.raises(TypeError, match="DataFrame"):
+        mitosis_scores(net, movie.images, table.to_numpy())  # type: ignore[arg-type]

@@ -215,3 +215,27 @@ def test_full_disk_surfaces_clearly_and_keeps_previous_output(movie_dir, tmp_pat
     assert "No space left on device" in line
     assert digest(out) == before  # the previous result is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["RES"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_mitosis_scores_join_the_detections_when_enabled(tmp_path, enabled):
+    import pandas as pd
+
+    from celltrack.synthetic import dividing_nucleus
+
+    movie = dividing_nucleus(frames=8, division_frame=4, seed=1)
+    root = tmp_path / "movie"
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
+    config = tmp_path / "cfg.toml"
+    config.write_text(f"[mitosis]\nenabled = {str(enabled).lower()}\n")
+    assert track(root, tmp_path / "RES", "--config", str(config)) == 0
+    table = pd.read_csv(tmp_path / "RES" / "tracks.csv")
+    record = json.loads((tmp_path / "RES" / "celltrack.json").read_text())
+    assert record["config"]["mitosis"]["enabled"] is enabled
+    if not enabled:
+        assert "mitosis_score" not in table.columns and "recognet" not in record["models"]
+        return
+    assert record["models"]["recognet"].startswith("sha256:") and "mitosis" in record["timings_seconds"]
+    scores = table["mitosis_score"].to_numpy()
+    assert len(scores) == len(table) and np.all((scores >= 0) & (scores <= 1))
+    assert len(validate_ctc_result(tmp_path / "RES")) == 3  # mother and two daughters

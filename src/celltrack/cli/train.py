@@ -15,7 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "weights.pt). SegNet learns from NN_GT/SEG and silver truth NN_ST/SEG; RecogNet from NN_GT/TRA.",
         epilog=example(
             "celltrack train segnet --data data/Fluo-N2DL-HeLa/01 data/Fluo-N2DH-SIM+/01 "
-            "--out my_segnet --hold-out-frames 16"
+            "--out my_segnet --hold-out-frames 16\n"
+            "  celltrack train recognet --data data/Fluo-N2DL-HeLa/01 data/Fluo-N2DH-SIM+/01 "
+            "--out my_recognet --epochs 30 --seed 0\n"
+            "(same data, options and OMP_NUM_THREADS: bit-identical weights)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -29,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="keep the first N frames of every sequence out of training (default 0)",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per ensemble member / in total")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (per SegNet ensemble member); all run, the best epoch's weights are kept",
+    )
     parser.add_argument("--members", type=int, default=None, help="SegNet ensemble size")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="training batches per epoch")
     parser.add_argument(
@@ -80,16 +88,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         from celltrack.pipeline.train import train_recognet_from_folders
 
+        overrides = {"seed": args.seed, "device": device, "progress": not args.quiet}
+        if args.epochs is not None:
+            overrides |= {"epochs": args.epochs, "patience": args.epochs}
+        if args.steps_per_epoch is not None:
+            overrides["steps_per_epoch"] = args.steps_per_epoch
+        if args.members is not None:
+            raise ValueError("--members applies to SegNet only; RecogNet is a single network")
         out = train_recognet_from_folders(
-            args.data,
-            args.out,
-            args.hold_out_frames,
-            epochs=args.epochs,
-            seed=args.seed,
-            device=device,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            identities=args.identities,
+            args.data, args.out, args.hold_out_frames, overrides, args.overwrite, identities=args.identities
         )
     print(f"celltrack train {args.network}: model saved to {out}")
     return 0

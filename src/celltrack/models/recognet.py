@@ -56,7 +56,12 @@ from celltrack.models.recognet_data import (
     concat_datasets,
     crop_nuclei,
 )
-from celltrack.models.training import BestCheckpoint, EpochLog
+from celltrack.models.training import (
+    BestCheckpoint,
+    EpochLog,
+    _celltrack_version,
+    _deterministic_algorithms,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +74,7 @@ __all__ = [
     "RecogNetTrainer",
     "RecogNetTrainingConfig",
     "evaluate_recognet",
+    "mitosis_scores",
     "retrieval_counts",
     "supervised_contrastive_loss",
     "train_recognet",
@@ -393,7 +399,13 @@ def supervised_contrastive_loss(
 
 # ---------------------------------------------------------------------------- training
 class RecogNetTrainingConfig(BaseModel):
-    """Parameters of :class:`RecogNetTrainer` (lengths in pixels, times in frames)."""
+    """Parameters of :class:`RecogNetTrainer` (lengths in pixels, times in frames).
+
+    A run is defined by its epochs (``epochs`` × ``steps_per_epoch`` batches, cosine learning-rate decay over
+    exactly that many steps), not by wall time: with ``max_seconds=None`` (the default) the same data, config,
+    torch build and thread count give bit-identical weights, as for
+    :class:`~celltrack.models.training.SegNetTrainingConfig`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -419,8 +431,15 @@ class RecogNetTrainingConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0)
     patience: int = Field(8, ge=1, description="Stop after this many epochs without validation improvement.")
     n_validation_batches: int = Field(4, ge=1, description="Fixed, unaugmented validation batches.")
-    max_seconds: float | None = Field(None, gt=0, description="Wall-time budget (s).")
-    seed: int = Field(0, description="Seeds weights, batches and augmentation.")
+    max_seconds: float | None = Field(
+        None, gt=0, description="Optional wall-time budget (s); stopping on time makes a run irreproducible."
+    )
+    seed: int = Field(0, description="Seeds weights, batches, augmentation and dropout.")
+    deterministic: bool = Field(
+        True,
+        description="Use torch's deterministic algorithms while training (restored afterwards); on GPUs "
+        "only warn where a kernel has no deterministic variant.",
+    )
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
     progress: bool = Field(True, description="Show a tqdm bar (only on a terminal).")
 
@@ -615,7 +634,13 @@ class RecogNetTrainer:
         )
         device = torch.device(cfg.device)
         torch_seed = int(seeds[2].generate_state(1, np.uint64)[0] % (2**63))
-        with torch.random.fork_rng(devices=[]):
+        # Weights and dropout masks come from a forked generator: the run neither disturbs nor depends on the
+        # caller's RNG state. On GPUs some kernels have no deterministic variant: warn there, do not fail.
+        fork_devices = [device] if device.type == "cuda" else []
+        with (
+            torch.random.fork_rng(devices=fork_devices),
+            _deterministic_algorithms(cfg.deterministic, warn_only=device.type != "cpu"),
+        ):
             torch.manual_seed(torch_seed)
             model = RecogNet(network).to(device)
             return self._train(
@@ -726,6 +751,10 @@ class RecogNetTrainer:
             "history": [asdict(h) for h in self.history],
             "data": dict(provenance or {}),
             "torch_version": torch.__version__,
+            # Float reductions in the convolution kernels depend on the thread count: bit-identical weights
+            # need the same count (and torch build) as this run.
+            "torch_threads": torch.get_num_threads(),
+            "celltrack_version": _celltrack_version(),
         }
         return model
 
@@ -791,6 +820,52 @@ def train_recognet(
     if dataset.n_identities == 0:
         dataset = assign_identities(dataset, config.network.n_identities)
     return RecogNetTrainer(config).fit(dataset, provenance=provenance, callback=progress)
+
+
+# ---------------------------------------------------------------------------- per-detection scores
+def mitosis_scores(
+    model: RecogNet,
+    frames: Sequence[np.ndarray] | np.ndarray,
+    detections: pd.DataFrame,
+    progress: Callable[[Any], Any] | None = None,
+) -> np.ndarray:
+    """RecogNet's mitosis probability of every detection (the ``mitosis_score`` the linker reads).
+
+    Parameters
+    ----------
+    model : RecogNet
+    frames : sequence of numpy.ndarray, each (Y, X), or numpy.ndarray (T, Y, X)
+        Raw frames (lazy sequences work; only frames holding detections are read).
+    detections : pandas.DataFrame
+        Columns ``frame, y, x`` (any others are ignored), one row per detection.
+    progress : callable, optional
+        Wraps the iterable of frame numbers (e.g. a progress bar).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), float64
+        Probability of the ``mitosis`` state in [0, 1], in the row order of ``detections``.
+    """
+    if not isinstance(detections, pd.DataFrame):
+        raise TypeError(f"detections must be a pandas.DataFrame, got {type(detections).__name__}")
+    missing = {"frame", "y", "x"} - set(detections.columns)
+    if missing:
+        raise ValueError(f"detections need columns frame, y, x; missing {sorted(missing)}")
+    scores = np.zeros(len(detections), np.float64)
+    if not len(detections):
+        return scores
+    frame_of = detections["frame"].to_numpy(np.int64)
+    if frame_of.min() < 0 or frame_of.max() >= len(frames):
+        raise ValueError(
+            f"detections refer to frames {frame_of.min()}..{frame_of.max()} but the movie has {len(frames)}"
+        )
+    centres = detections[["y", "x"]].to_numpy(np.float64)
+    present = np.unique(frame_of)
+    for t in present if progress is None else progress(present):
+        rows = np.flatnonzero(frame_of == t)
+        crops = model.crop(np.asarray(frames[int(t)]), centres[rows])
+        scores[rows] = model.cell_state(crops)[:, MITOSIS].double().cpu().numpy()
+    return scores
 
 
 # ---------------------------------------------------------------------------- evaluation

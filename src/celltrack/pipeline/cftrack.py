@@ -62,7 +62,7 @@ def build_extractor(
 
         if cache is not None:
             logger.warning("--cache-features applies to segnet features; recognet maps are not cached")
-        return RecogNetFeatures(device=device)
+        return RecogNetFeatures(device=device, nucleus_diameter=nucleus_diameter)
     raise ValueError(f"unknown features {name!r}; choose one of {', '.join(FEATURES)}")
 
 

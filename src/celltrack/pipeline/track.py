@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], Iterable[T]]
+#: Whether ``celltrack track`` scores mitosis with RecogNet by default (see README, "Measured").
+MITOSIS_DEFAULT_ENABLED = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,12 +57,32 @@ def no_progress(iterable: Iterable[T], total: int, desc: str) -> Iterable[T]:
     return iterable
 
 
+class MitosisConfig(BaseModel):
+    """RecogNet's cell-state head as a per-detection ``mitosis_score`` for the linker's division step.
+
+    The score is the probability of the ``mitosis`` state for a crop around each detection; the linker's
+    division cost drops by ``linker.division.mitosis_bonus`` gates for full evidence (the larger of the
+    mother's score and the daughters' mean, or the intensity cue).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        MITOSIS_DEFAULT_ENABLED,
+        description="Score every detection with RecogNet and add a mitosis_score column to the detections.",
+    )
+    model: str | None = Field(
+        None, description="RecogNet model folder; None: the model shipped with celltrack."
+    )
+
+
 class TrackingConfig(BaseModel):
     """The whole pipeline's configuration (what ``--config FILE.toml`` sets)."""
 
     model_config = ConfigDict(extra="forbid")
 
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    mitosis: MitosisConfig = Field(default_factory=MitosisConfig)
     linker: LinkerConfig = Field(default_factory=LinkerConfig)
     marker_radius: float = Field(3.0, gt=0, description="Disc radius (px) for positions without a mask.")
 
@@ -195,6 +217,12 @@ def run_tracking(
         with timer.stage("segmentation" if detections is None else "detections"):
             splitter = MergeSplitter(config.segmentation.merge_split)
             table = _label_frames(images, detections, segment, store, progress, splitter)
+        models = model_checksums(config.segmentation, method)
+        if config.mitosis.enabled and len(table) and "mitosis_score" not in table.columns:
+            with timer.stage("mitosis"):
+                table["mitosis_score"], models["recognet"] = score_mitosis(
+                    images, table, config.mitosis, torch_device, progress
+                )
         with timer.stage("linking"):
             linker = Linker(config.linker)
             effective = linker.resolve(table) if len(table) else config.linker
@@ -229,12 +257,47 @@ def run_tracking(
             full_config,
             inputs,
             timer.seconds,
-            models=model_checksums(config.segmentation, method),
+            models=models,
             extra={"summary": result.summary()},
         )
         (tmp / RECORD_NAME).write_bytes(dumps_record(record))
     logger.debug("tracked %s: %s", images.source, result.summary())
     return result
+
+
+def score_mitosis(
+    images: ImageSequence,
+    detections: pd.DataFrame,
+    config: MitosisConfig,
+    device: torch.device | str = "cpu",
+    progress: Progress = no_progress,
+) -> tuple[np.ndarray, str]:
+    """RecogNet mitosis probability of every detection, and the checksum of the weights used.
+
+    Parameters
+    ----------
+    images : ImageSequence
+    detections : pandas.DataFrame
+        Columns ``frame, y, x``.
+    config : MitosisConfig
+    device : torch.device or str
+    progress : callable
+        ``progress(iterable, total, description)`` wrapper.
+
+    Returns
+    -------
+    (numpy.ndarray of shape (N,), str)
+        Scores in the row order of ``detections``, and the sha256 of ``weights.pt``.
+    """
+    from celltrack.io.provenance import file_checksum
+    from celltrack.models.recognet import DEFAULT_RECOGNET_PATH, RecogNet, mitosis_scores
+
+    folder = Path(config.model) if config.model is not None else DEFAULT_RECOGNET_PATH
+    model = RecogNet.load(folder, device=device)
+    n_frames = int(detections["frame"].nunique())
+    scores = mitosis_scores(model, images, detections, lambda it: progress(it, n_frames, "mitosis"))
+    logger.info("mitosis scores: %d of %d detections above 0.5", int((scores > 0.5).sum()), len(scores))
+    return scores, file_checksum(folder / "weights.pt")
 
 
 def load_config(path: str | Path | None, overrides: Sequence[tuple[str, Any]] = ()) -> TrackingConfig:

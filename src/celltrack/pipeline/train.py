@@ -159,17 +159,33 @@ def train_recognet_from_folders(
     seq_dirs: Sequence[str | Path],
     out: str | Path,
     hold_out_frames: int = 0,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
     overwrite: bool = False,
-    progress: bool = True,
     identities: int = 256,
 ) -> Path:
     """``celltrack train recognet``: crops around GT TRA markers → identity, embedding and state heads.
 
-    The crop dataset keeps its own frame-block train/validation/test split; ``hold_out_frames`` is
-    accepted for symmetry with SegNet but RecogNet's test split already holds out whole frame blocks.
+    Parameters
+    ----------
+    seq_dirs : sequence of path
+        CTC sequence folders, each with ``NN_GT/TRA`` beside it.
+    out : path
+        Model folder to create.
+    hold_out_frames : int
+        Accepted for symmetry with SegNet and ignored: the crop dataset keeps its own frame-block
+        train/validation/test split, which already holds out whole blocks of frames.
+    overrides : dict, optional
+        :class:`~celltrack.models.recognet.RecogNetTrainingConfig` fields (``epochs``, ``seed``, …).
+    overwrite : bool
+        Replace an existing ``out``.
+    identities : int
+        Identity classes, taken from the longest GT tracks.
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder. With ``max_seconds`` unset, the same data, overrides and thread count give
+        bit-identical weights.
     """
     from celltrack.io import check_output
     from celltrack.models.recognet import RecogNetTrainingConfig, train_recognet
@@ -178,14 +194,15 @@ def train_recognet_from_folders(
     check_output(out, overwrite)
     if hold_out_frames:
         logger.info("RecogNet uses its own frame-block test split; --hold-out-frames is ignored")
+    data = dict(overrides or {})
+    network = dict(data.pop("network", {}) or {})
+    network["n_identities"] = identities
+    config = RecogNetTrainingConfig.model_validate({**data, "network": network})
     dataset = build_crop_dataset_from_ctc([Path(d) for d in seq_dirs], n_identities=identities)
-    overrides: dict[str, Any] = {
-        "seed": seed,
-        "device": device,
-        "progress": progress,
-        "network": {"n_identities": identities},
+    logger.info("training RecogNet on %s", dataset.summary())
+    provenance = {
+        "datasets": [f"{Path(d).parent.name}/{Path(d).name}" for d in seq_dirs],
+        "command": "celltrack train recognet",
     }
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    model = train_recognet(dataset, RecogNetTrainingConfig(**overrides))
+    model = train_recognet(dataset, config, provenance=provenance)
     return model.save(out, overwrite=overwrite)

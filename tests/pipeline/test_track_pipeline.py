@@ -239,3 +239,30 @@ def test_mitosis_scores_join_the_detections_when_enabled(tmp_path, enabled):
     scores = table["mitosis_score"].to_numpy()
     assert len(scores) == len(table) and np.all((scores >= 0) & (scores <= 1))
     assert len(validate_ctc_result(tmp_path / "RES")) == 3  # mother and two daughters
+
+
+
+def test_own_segmentation_gets_merged_nuclei_split_given_detections_do_not(tmp_path: Path) -> None:
+    from celltrack.io import open_sequence
+    from celltrack.pipeline.track import _label_frames, no_progress
+    from celltrack.segment import MergeSplitter
+
+    yy, xx = np.mgrid[:60, :80]
+    apart = ((yy - 30) ** 2 + (xx - 25) ** 2 <= 100).astype(np.uint16)
+    apart[(yy - 30) ** 2 + (xx - 50) ** 2 <= 100] = 2
+    # One frame later the two nuclei touch and the segmenter returns them as one object.
+    merged = ((yy - 30) ** 2 + (xx - 28) ** 2 <= 100) | ((yy - 30) ** 2 + (xx - 46) ** 2 <= 100)
+    merged = merged.astype(np.uint16)
+    images = np.zeros((2, 60, 80), np.uint16)
+    segmented = iter([apart, merged])
+    (tmp_path / "own").mkdir()
+    own = _label_frames(
+        images, None, lambda image: next(segmented), tmp_path / "own", no_progress, MergeSplitter()
+    )
+    assert (own["frame"] == 1).sum() == 2
+    tifffile.imwrite(tmp_path / "given.tif", np.stack([apart, merged]))
+    (tmp_path / "given").mkdir()
+    given = _label_frames(
+        images, open_sequence(tmp_path / "given.tif"), None, tmp_path / "given", no_progress, MergeSplitter()
+    )
+    assert (given["frame"] == 1).sum() == 1

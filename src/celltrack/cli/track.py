@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--model", metavar="PATH", help="segmentation model folder (default: the shipped one)"
     )
     parser.add_argument(
-        "--config", metavar="FILE.toml", help="pipeline configuration (see the README's Configuration section)"
+        "--config", metavar="FILE.toml", help="pipeline configuration (README, section Configuration)"
     )
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     parser.add_argument(

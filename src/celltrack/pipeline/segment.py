@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
-from celltrack.segment.merges import MergeSplitConfig
+from celltrack.segment.merges import MergeSplitConfig, MergeSplitter
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class SegmentationConfig(BaseModel):
     classic: ClassicConfig = Field(default_factory=ClassicConfig)
     merge_split: MergeSplitConfig = Field(
         default_factory=MergeSplitConfig,
-        description="Cut objects that hold two nuclei of the previous frame (celltrack track only).",
+        description="Cut objects that hold two nuclei of the previous frame (frames are segmented in order).",
     )
 
 
@@ -124,9 +124,13 @@ def run_segmentation(
     counts = []
     with atomic_output_dir(out_dir, overwrite) as tmp:
         frames = range(n) if progress is None else progress(range(n), n, "segment")
+        splitter, previous = MergeSplitter(config.merge_split), None
         with timer.stage("segmentation"):
             for t in frames:
                 labels = segment(images[t])
+                if previous is not None:
+                    labels = splitter.split(previous, labels)
+                previous = labels
                 dtype = np.uint16 if labels.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
                 tifffile.imwrite(tmp / frame_name("mask", t, n), labels.astype(dtype), compression="zlib")
                 counts.append(int(len(np.unique(labels)) - (labels == 0).any()))

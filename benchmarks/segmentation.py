@@ -95,7 +95,7 @@ def split_in_order(masks: list[np.ndarray]) -> list[np.ndarray]:
     splitter = MergeSplitter()
     out = [masks[0]]
     for labels in masks[1:]:
-        out.append(splitter.split(out[-1], labels))
+        out.append(splitter.split(out[-1], labels, out[-2] if len(out) > 1 else None))
     return out
 
 

@@ -61,3 +61,16 @@ def test_bad_label_images_are_rejected() -> None:
         split_merged_nuclei(labels[None], labels[None])
     with pytest.raises(ValueError, match="negative"):
         split_merged_nuclei(labels.astype(np.int32) - 1, labels.astype(np.int32))
+
+
+def test_daughters_of_a_fresh_division_joining_again_are_left_joined() -> None:
+    mother = discs((60, 80), [(30, 37)], 17)  # elongated in anaphase: covers most of both daughters
+    daughters = discs((60, 80), [(30, 27), (30, 48)], 9)  # one frame after the mother
+    rejoined = (discs((60, 80), [(30, 29), (30, 45)], 9) > 0).astype(np.uint16)
+    # Without the frame before, this is an ordinary merge and gets cut ...
+    assert len(np.unique(split_merged_nuclei(daughters, rejoined))) == 3
+    # ... but the two nuclei were one object then: cutting would bring the division forward.
+    assert split_merged_nuclei(daughters, rejoined, before=mother) is rejoined
+    # Two nuclei that were apart before too are cut.
+    apart_before = discs((60, 80), [(30, 25), (30, 50)], 9)
+    assert len(np.unique(split_merged_nuclei(daughters, rejoined, before=apart_before))) == 3

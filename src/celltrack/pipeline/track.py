@@ -121,14 +121,14 @@ def _label_frames(
     """
     tables = []
     n = len(images)
-    previous = None
+    before = previous = None
     for t in progress(range(n), n, "segment" if detections_source is None else "read detections"):
         image = images[t]
         if detections_source is None:
             labels = segment(image)  # type: ignore[misc]
             if splitter is not None and previous is not None:
-                labels = splitter.split(previous, labels)
-            previous = labels
+                labels = splitter.split(previous, labels, before)
+            before, previous = previous, labels
         else:
             labels = detections_source[t]
             where = detections_source.paths[t] if detections_source.paths else detections_source.source

@@ -96,13 +96,19 @@ class MergeSplitter:
                 merged[int(label)] = [int(p) for p in nuclei]
         return merged
 
-    def split(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+    def split(
+        self, previous: np.ndarray, current: np.ndarray, before: np.ndarray | None = None
+    ) -> np.ndarray:
         """``current`` with every merged object cut into one object per previous nucleus.
 
         Parameters
         ----------
         previous, current : numpy.ndarray of int, shape (Y, X)
             Label images of consecutive frames; ``previous`` should already be corrected.
+        before : numpy.ndarray of int, shape (Y, X), optional
+            The frame before ``previous``. Nuclei that were one object there (a division, or a nucleus split
+            too early while it divides) and join again now are left joined: cutting them would bring the
+            division forward, while a daughter missing for a frame is bridged by the linker's gap closing.
 
         Returns
         -------
@@ -114,6 +120,10 @@ class MergeSplitter:
         if not self.config.enabled:
             return current
         merged = self.merged_objects(previous, current)
+        if before is not None:
+            merged = {
+                label: nuclei for label, nuclei in merged.items() if not _one_object(before, previous, nuclei)
+            }
         if not merged:
             return current
         next_label = int(current.max()) + 1
@@ -145,10 +155,26 @@ class MergeSplitter:
 
 
 def split_merged_nuclei(
-    previous: np.ndarray, current: np.ndarray, config: MergeSplitConfig | None = None
+    previous: np.ndarray,
+    current: np.ndarray,
+    config: MergeSplitConfig | None = None,
+    before: np.ndarray | None = None,
 ) -> np.ndarray:
     """Functional form of :meth:`MergeSplitter.split`."""
-    return MergeSplitter(config).split(previous, current)
+    return MergeSplitter(config).split(previous, current, before)
+
+
+def _one_object(before: np.ndarray, previous: np.ndarray, nuclei: list[int]) -> bool:
+    """Whether the given nuclei of ``previous`` all overlap mostly one and the same object of ``before``."""
+    _check_pair(before, previous)
+    owners = set()
+    for nucleus in nuclei:
+        under = before[previous == nucleus]
+        under = under[under > 0]
+        if len(under) < 0.5 * np.count_nonzero(previous == nucleus):
+            return False
+        owners.add(int(np.bincount(under).argmax()))
+    return len(owners) == 1
 
 
 def _neck_ratio(distance: np.ndarray, parts: np.ndarray, n_parts: int) -> float:

@@ -149,3 +149,19 @@ def test_unknown_parent_in_man_track(tmp_path, small_movie, capsys):
 def test_verbose_errors_raise_with_traceback(tmp_path):
     with pytest.raises(ValueError):
         main(["info", str(tmp_path / "missing"), "-vv"])
+
+
+def test_segment_writes_masks_and_record_and_keeps_outputs(small_movie, tmp_path, capsys):
+    out = tmp_path / "seg"
+    assert main(["segment", str(small_movie / "01"), "--out", str(out), "--method", "classic", "-q"]) == 0
+    masks = sorted(out.glob("mask*.tif"))
+    assert len(masks) == 6 and tifffile.imread(masks[0]).max() > 0
+    record = json.loads((out / "celltrack.json").read_text())
+    assert record["config"]["merge_split"]["enabled"] is True
+    assert record["config"]["nucleus_diameter"] == "auto"
+    # An existing output is kept unless --overwrite is given.
+    assert main(["segment", str(small_movie / "01"), "--out", str(out), "--method", "classic"]) == 2
+    assert "--overwrite" in one_error_line(capsys)
+    args = ["segment", str(small_movie / "01"), "--out", str(out), "--method", "classic", "--no-merge-split"]
+    assert main([*args, "--overwrite", "-q"]) == 0
+    assert json.loads((out / "celltrack.json").read_text())["config"]["merge_split"]["enabled"] is False

@@ -32,7 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="PX",
-        help="typical nucleus diameter in this movie; rescales the input to the model's scale",
+        help="typical nucleus diameter in this movie; rescales the input to the model's scale "
+        "(default: measured on a frame)",
+    )
+    parser.add_argument(
+        "--no-merge-split",
+        action="store_true",
+        help="keep each frame's objects as segmented (default: an object holding two nuclei of the "
+        "previous frame is cut between them)",
     )
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     add_common_options(parser)
@@ -43,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from celltrack.io import check_output
     from celltrack.pipeline.segment import SegmentationConfig, run_segmentation
     from celltrack.pipeline.track import resolve_device
+    from celltrack.segment import MergeSplitConfig
 
     check_output(args.out, args.overwrite)
-    config = SegmentationConfig(method=args.method, model=args.model, nucleus_diameter=args.nucleus_diameter)
+    config = SegmentationConfig(
+        method=args.method,
+        model=args.model,
+        nucleus_diameter=args.nucleus_diameter if args.nucleus_diameter is not None else "auto",
+        merge_split=MergeSplitConfig(enabled=not args.no_merge_split),
+    )
     out = run_segmentation(
         args.seq_dir,
         args.out,

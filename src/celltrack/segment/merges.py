@@ -4,8 +4,11 @@ Touching nuclei are the commonest segmentation error, and they break tracks: one
 detection while they touch. The previous frame, already corrected, tells which objects hold two nuclei: an
 object that contains most of two or more previous nuclei, and is about as large as them together, is cut
 between them by a seeded watershed on its distance transform, seeded by those nuclei (eroded, so the cut
-may move with them). A division (one previous nucleus, two current objects) is never touched, and a nucleus
-merely brushing its neighbour is left alone by the area test.
+may move with them), if it narrows there. A division (one previous nucleus, two current objects) is never
+touched; a nucleus merely brushing its neighbour is left alone by the area test; a convex object (one
+nucleus the previous frame over-split) by the neck test; and two nuclei that were one object two frames back
+(a division the segmenter showed a frame early) are left joined, so the division is not brought forward.
+About 3 ms per 700 x 1100 HeLa frame.
 """
 
 from __future__ import annotations

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from celltrack.cf import ROW_BLOCK
 from celltrack.features import RawExtractor
 from celltrack.graph import measure_detections
-from celltrack.link.appearance import TrackFilters, measure_intensity
+from celltrack.link.appearance import TrackFilters, bin_frame, measure_intensity
 from celltrack.synthetic import static_nuclei
 
 
-def _filters(centring: str) -> TrackFilters:
+def _filters(
+    centring: str, downsample: int = 1, window: int = 24, sigma: float = 2.0, pool_radius: float = 1.5
+) -> TrackFilters:
     return TrackFilters(
         RawExtractor(),
-        window=24,
-        sigma=2.0,
+        window=window,
+        sigma=sigma,
         lambda_rel=0.01,
         learning_rate=0.2,
-        pool_radius=1.5,
+        pool_radius=pool_radius,
         device="cpu",
         centring=centring,
+        downsample=downsample,
     )
 
 
@@ -83,3 +87,31 @@ def test_measure_intensity_handles_borders_and_empty_input() -> None:
     )
     np.testing.assert_allclose(inside, [500.0, 0.0, 0.0])
     assert measure_intensity(frame, np.zeros((0, 2)), np.zeros(0)).shape == (0,)
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_binned_filters_still_tell_nuclei_apart(downsample: int) -> None:
+    movie = static_nuclei(frames=2, seed=5, height=160, width=160, radius_mean=15.0, radius_std=1.0)
+    yx = measure_detections(movie.labels[0], 0)[["y", "x"]].to_numpy()
+    n = len(yx)
+    # The linker's automatic settings for 30 px nuclei: window 2 diameters, sigma d / 10, pooling d / 8.
+    filters = _filters("candidate", downsample, window=60, sigma=3.0, pool_radius=3.75)
+    assert filters.window == round(60 / downsample)
+    empty = np.zeros(0, int)
+    filters.advance(filters.prepare(movie.images[0], yx), empty, empty, empty, np.arange(n))
+    second = filters.prepare(movie.images[1], yx)
+    np.testing.assert_allclose(second.yx, (yx + 0.5) / downsample - 0.5)
+    rows, cols = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    values = filters.responses(second, yx, rows, cols)
+    own, other = values[rows == cols], values[rows != cols]
+    assert own.min() > other.max()
+
+
+def test_bin_frame_is_a_block_mean() -> None:
+    frame = np.arange(7 * 9, dtype=np.uint16).reshape(7, 9)
+    binned = bin_frame(frame, 2)
+    assert binned.shape == (3, 4) and binned.dtype == np.float32
+    assert binned[1, 2] == frame[2:4, 4:6].mean()
+    np.testing.assert_array_equal(bin_frame(frame, 1), frame.astype(np.float32))
+    with pytest.raises(ValueError, match="smaller than the binning factor"):
+        bin_frame(frame, 8)

@@ -119,6 +119,11 @@ def test_resolve_fills_every_auto_field(detections_of) -> None:
     assert LinkerConfig.model_validate_json(resolved.model_dump_json()) == resolved
     explicit = LinkerConfig(diameter=30.0, motion={"sigma": 4.0}).resolve(detections)
     assert explicit.diameter == 30.0 and explicit.motion.sigma == 4.0
+    # Filters bin the frames once nuclei are 40 px or larger, so that they stay at least 20 px across.
+    assert resolved.appearance.downsample == 1 and explicit.appearance.downsample == 1
+    assert LinkerConfig(diameter=49.0).resolve(detections).appearance.downsample == 2
+    with pytest.raises(ValidationError, match="positive"):
+        LinkerConfig(appearance={"downsample": 0})
 
 
 def test_config_rejects_unknown_fields() -> None:

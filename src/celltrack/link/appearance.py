@@ -21,7 +21,7 @@ from celltrack.features import FeatureExtractor, as_frame_array
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrameWindows", "TrackFilters", "measure_intensity"]
+__all__ = ["FrameWindows", "TrackFilters", "bin_frame", "measure_intensity"]
 
 
 def _on(index: np.ndarray, tensor: torch.Tensor) -> torch.Tensor:
@@ -38,7 +38,7 @@ class FrameWindows:
     crop : callable
         ``crop(centres (M, 2)) -> list of (M, C_l, S, S)`` for further windows of this frame.
     yx : numpy.ndarray, shape (D, 2)
-        Detection positions (px).
+        Detection positions on the filters' pixel grid (frame px divided by the binning factor).
     windows : list of torch.Tensor
         Per layer (D, C_l, S, S): the standardised window of every detection.
     spectra : list of torch.Tensor or None
@@ -72,6 +72,9 @@ class TrackFilters:
         Where the filters live.
     centring : {"candidate", "predicted"}
         Where the search windows sit (see the module docstring).
+    downsample : int
+        The filters work on frames binned by this factor (block mean); ``window``, ``sigma`` and
+        ``pool_radius`` are given in frame pixels and scaled with it.
     """
 
     def __init__(
@@ -84,18 +87,23 @@ class TrackFilters:
         pool_radius: float,
         device: torch.device,
         centring: str = "candidate",
+        downsample: int = 1,
     ) -> None:
         if centring not in ("candidate", "predicted"):
             raise ValueError(f"centring must be 'candidate' or 'predicted', got {centring!r}")
+        if int(downsample) < 1:
+            raise ValueError(f"downsample must be a positive integer, got {downsample}")
         self.extractor = extractor
         self.centring = centring
-        self.window = int(window)
+        self.downsample = int(downsample)
+        # Window, target and pooling live on the binned grid.
+        self.window = max(4, round(int(window) / self.downsample))
         self.learning_rate = float(learning_rate)
-        self.pool = max(0, round(pool_radius))
+        self.pool = max(0, round(pool_radius / self.downsample))
         self.device = device
         self.cf_config = CFConfig(
-            window=max(4, self.window),
-            sigma=sigma,
+            window=self.window,
+            sigma=max(0.5, sigma / self.downsample),
             lambda_rel=lambda_rel,
             learning_rate=learning_rate,
             layer_weights=tuple(extractor.layer_weights),
@@ -124,9 +132,16 @@ class TrackFilters:
         -------
         FrameWindows
         """
+        if self.downsample > 1:
+            frame = bin_frame(frame, self.downsample)
         crop = self.extractor.window_cropper(frame, self.window)
-        yx = np.ascontiguousarray(detections_yx, dtype=np.float64).reshape(-1, 2)
+        yx = self._to_grid(detections_yx)
         return FrameWindows(crop=crop, yx=yx, windows=crop(yx))
+
+    def _to_grid(self, yx: np.ndarray) -> np.ndarray:
+        """Frame positions (px) on the filters' (binned) pixel grid: pixel centres map to pixel centres."""
+        yx = np.ascontiguousarray(yx, dtype=np.float64).reshape(-1, 2)
+        return yx if self.downsample == 1 else (yx + 0.5) / self.downsample - 0.5
 
     def _spectra(self, frame: FrameWindows) -> list[torch.Tensor]:
         """Spectra of the frame's detection windows, transformed once and shared by all filters."""
@@ -150,7 +165,7 @@ class TrackFilters:
         frame : FrameWindows
             The searched frame (:meth:`prepare`).
         predicted : numpy.ndarray, shape (R, 2)
-            Predicted position of every row (window centre with ``centring="predicted"``).
+            Predicted position of every row in frame pixels (window centre with ``centring="predicted"``).
         pair_rows : numpy.ndarray of int, shape (P,)
             Row of each candidate pair.
         pair_cols : numpy.ndarray of int, shape (P,)
@@ -166,6 +181,7 @@ class TrackFilters:
             return np.full(len(pair_rows), np.nan)
         if len(predicted) != self.bank.n_cells:
             raise RuntimeError(f"{len(predicted)} window centres for {self.bank.n_cells} filters")
+        predicted = self._to_grid(predicted)
         values = np.empty(len(pair_rows))
         # Blocks of pairs: memory stays bounded (a response map per pair) and the cost linear in the pairs.
         for block in row_blocks(len(pair_rows)):
@@ -250,6 +266,21 @@ class TrackFilters:
         for part in parts[1:]:
             bank = bank.concat(part)
         self.bank = bank
+
+
+def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Block mean of a (Y, X) frame over ``factor`` x ``factor`` pixels (the trailing partial blocks dropped).
+
+    Returns
+    -------
+    numpy.ndarray, shape (Y // factor, X // factor), float32
+    """
+    image = as_frame_array(np.asarray(frame))
+    height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    if height == 0 or width == 0:
+        raise ValueError(f"frame {image.shape} is smaller than the binning factor {factor}")
+    blocks = image[:height, :width].astype(np.float32)
+    return blocks.reshape(height // factor, factor, width // factor, factor).mean(axis=(1, 3))
 
 
 def measure_intensity(frame: np.ndarray, yx: np.ndarray, radius: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.spatial import cKDTree
 
 from celltrack.cf import CFConfig
@@ -120,9 +120,21 @@ class AppearanceConfig(BaseModel):
         description="Filter window side (px). auto: max(40, 2 diameters) (CFConfig.window_for with "
         "padding 2); larger windows only add neighbours to the template.",
     )
+    downsample: int | Auto = Field(
+        "auto",
+        description="The filters work on frames binned by this factor (block mean), so their cost does not "
+        "grow with the nucleus size. auto: max(1, floor(diameter / 20)): nuclei stay at least 20 px across.",
+    )
     learning_rate: float = Field(
         0.2, ge=0, le=1, description="Filter update rate eta at each linked position."
     )
+
+    @field_validator("window", "downsample")
+    @classmethod
+    def _positive_int(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be a positive number of pixels or 'auto', got {value}")
+        return value
     sigma: float | Auto = Field(
         "auto", description="Std of the Gaussian filter target (px). auto: max(2, diameter / 10)."
     )
@@ -320,6 +332,8 @@ class LinkerConfig(BaseModel):
         appearance = data["appearance"]
         if appearance["window"] == "auto":
             appearance["window"] = CFConfig(padding=2.0).window_for(diameter)
+        if appearance["downsample"] == "auto":
+            appearance["downsample"] = max(1, int(diameter // 20))
         if appearance["sigma"] == "auto":
             appearance["sigma"] = max(2.0, diameter / 10.0)
         if appearance["pool_radius"] == "auto":

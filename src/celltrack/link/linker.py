@@ -191,6 +191,7 @@ class Linker:
                 pool_radius=float(config.appearance.pool_radius),
                 device=torch_device,
                 centring=config.appearance.centring,
+                downsample=int(config.appearance.downsample),
             )
         with torch.no_grad():
             forward = forward_pass(scene, frames, filters, progress)

@@ -92,11 +92,7 @@ def score(masks: list[np.ndarray], gt_dir: Path, frames: list[int]) -> dict[str,
 
 def split_in_order(masks: list[np.ndarray]) -> list[np.ndarray]:
     """The temporal merge split of `celltrack segment`/`track`, applied to consecutive frames."""
-    splitter = MergeSplitter()
-    out = [masks[0]]
-    for labels in masks[1:]:
-        out.append(splitter.split(out[-1], labels, out[-2] if len(out) > 1 else None))
-    return out
+    return list(MergeSplitter().split_movie(masks))
 
 
 def main() -> None:

@@ -74,3 +74,15 @@ def test_daughters_of_a_fresh_division_joining_again_are_left_joined() -> None:
     # Two nuclei that were apart before too are cut.
     apart_before = discs((60, 80), [(30, 25), (30, 50)], 9)
     assert len(np.unique(split_merged_nuclei(daughters, rejoined, before=apart_before))) == 3
+
+
+def test_split_movie_corrects_frames_in_order_with_the_frame_before() -> None:
+    mother = discs((60, 80), [(30, 37)], 17)
+    daughters = discs((60, 80), [(30, 27), (30, 48)], 9)
+    rejoined = (discs((60, 80), [(30, 29), (30, 45)], 9) > 0).astype(np.uint16)
+    # After a division the rejoined daughters stay whole; after two separate nuclei they are cut.
+    assert len(np.unique(list(MergeSplitter().split_movie([mother, daughters, rejoined]))[2])) == 2
+    apart = discs((60, 80), [(30, 25), (30, 50)], 9)
+    corrected = list(MergeSplitter().split_movie([apart, daughters, rejoined]))
+    assert len(corrected) == 3 and corrected[0] is apart
+    assert len(np.unique(corrected[2])) == 3

@@ -59,6 +59,7 @@ from celltrack.models.recognet_data import (
 from celltrack.models.training import (
     BestCheckpoint,
     EpochLog,
+    TrainingRunSettings,
     _celltrack_version,
     _deterministic_algorithms,
 )
@@ -398,7 +399,7 @@ def supervised_contrastive_loss(
 
 
 # ---------------------------------------------------------------------------- training
-class RecogNetTrainingConfig(BaseModel):
+class RecogNetTrainingConfig(TrainingRunSettings):
     """Parameters of :class:`RecogNetTrainer` (lengths in pixels, times in frames).
 
     A run is defined by its epochs (``epochs`` × ``steps_per_epoch`` batches, cosine learning-rate decay over
@@ -435,13 +436,6 @@ class RecogNetTrainingConfig(BaseModel):
         None, gt=0, description="Optional wall-time budget (s); stopping on time makes a run irreproducible."
     )
     seed: int = Field(0, description="Seeds weights, batches, augmentation and dropout.")
-    deterministic: bool = Field(
-        True,
-        description="Use torch's deterministic algorithms while training (restored afterwards); on GPUs "
-        "only warn where a kernel has no deterministic variant.",
-    )
-    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
-    progress: bool = Field(True, description="Show a tqdm bar (only on a terminal).")
 
 
 @dataclass

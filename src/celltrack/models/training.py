@@ -407,7 +407,21 @@ class EpochLog:
 
 
 # ---------------------------------------------------------------------------- SegNet trainer
-class SegNetTrainingConfig(BaseModel):
+class TrainingRunSettings(BaseModel):
+    """How a training run executes (shared by the SegNet and RecogNet trainers), not what it learns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deterministic: bool = Field(
+        True,
+        description="Use torch's deterministic algorithms while training (restored afterwards); on GPUs "
+        "only warn where a kernel has no deterministic variant.",
+    )
+    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
+    progress: bool = Field(True, description="Show a tqdm bar (only on a terminal).")
+
+
+class SegNetTrainingConfig(TrainingRunSettings):
     """Parameters of :class:`SegNetTrainer` (lengths in pixels at the model's scale).
 
     A run is defined by its epochs, not by wall time: with ``max_seconds=None`` (the default) the
@@ -464,13 +478,6 @@ class SegNetTrainingConfig(BaseModel):
     )
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     seed: int = Field(0, description="Seeds weights, patches and the validation split.")
-    deterministic: bool = Field(
-        True,
-        description="Use torch's deterministic algorithms while training (restored afterwards); on GPUs "
-        "only warn where a kernel has no deterministic variant.",
-    )
-    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
-    progress: bool = Field(True, description="Show a tqdm bar (only on a terminal).")
 
 
 class SegNetTrainer:

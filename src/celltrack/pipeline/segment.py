@@ -124,13 +124,9 @@ def run_segmentation(
     counts = []
     with atomic_output_dir(out_dir, overwrite) as tmp:
         frames = range(n) if progress is None else progress(range(n), n, "segment")
-        splitter, before, previous = MergeSplitter(config.merge_split), None, None
+        segmented = MergeSplitter(config.merge_split).split_movie(segment(images[t]) for t in frames)
         with timer.stage("segmentation"):
-            for t in frames:
-                labels = segment(images[t])
-                if previous is not None:
-                    labels = splitter.split(previous, labels, before)
-                before, previous = previous, labels
+            for t, labels in enumerate(segmented):
                 dtype = np.uint16 if labels.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
                 tifffile.imwrite(tmp / frame_name("mask", t, n), labels.astype(dtype), compression="zlib")
                 counts.append(int(len(np.unique(labels)) - (labels == 0).any()))

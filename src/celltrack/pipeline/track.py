@@ -121,23 +121,13 @@ def _label_frames(
     """
     tables = []
     n = len(images)
-    before = previous = None
-    for t in progress(range(n), n, "segment" if detections_source is None else "read detections"):
-        image = images[t]
-        if detections_source is None:
-            labels = segment(image)  # type: ignore[misc]
-            if splitter is not None and previous is not None:
-                labels = splitter.split(previous, labels, before)
-            before, previous = previous, labels
-        else:
-            labels = detections_source[t]
-            where = detections_source.paths[t] if detections_source.paths else detections_source.source
-            if labels.dtype.kind not in "ui":
-                raise ValueError(f"{where}: detections must be integer label images, got {labels.dtype}")
-            if labels.dtype.kind == "i" and labels.min(initial=0) < 0:
-                raise ValueError(
-                    f"{where}: detections hold negative labels; labels must be 0 (background) or positive"
-                )
+    ticks = progress(range(n), n, "segment" if detections_source is None else "read detections")
+    if detections_source is None:
+        segmented = (segment(images[t]) for t in ticks)  # type: ignore[misc]
+        frames = splitter.split_movie(segmented) if splitter is not None else segmented
+    else:
+        frames = (_given_labels(detections_source, t) for t in ticks)
+    for t, labels in enumerate(frames):
         labels = labels.astype(np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
         tifffile.imwrite(store / frame_name("labels", t, n), labels)
         # the linker measures intensity itself, over the central part of each nucleus
@@ -145,6 +135,19 @@ def _label_frames(
     return (
         pd.concat(tables, ignore_index=True) if tables else measure_detections(np.zeros((1, 1), np.uint16), 0)
     )
+
+
+def _given_labels(detections: ImageSequence, t: int) -> np.ndarray:
+    """Frame ``t`` of user-given detections, checked to be a non-negative integer label image."""
+    labels = detections[t]
+    where = detections.paths[t] if detections.paths else detections.source
+    if labels.dtype.kind not in "ui":
+        raise ValueError(f"{where}: detections must be integer label images, got {labels.dtype}")
+    if labels.dtype.kind == "i" and labels.min(initial=0) < 0:
+        raise ValueError(
+            f"{where}: detections hold negative labels; labels must be 0 (background) or positive"
+        )
+    return labels
 
 
 def check_detections_match(images: ImageSequence, detections: ImageSequence) -> None:

@@ -14,6 +14,7 @@ About 3 ms per 700 x 1100 HeLa frame.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,6 +156,27 @@ class MergeSplitter:
                 next_label += 1
         logger.debug("split %d of %d merged objects", split, len(merged))
         return out if split else current
+
+
+    def split_movie(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Correct consecutive label images in order: each is split against the two corrected before it.
+
+        Parameters
+        ----------
+        frames : iterable of numpy.ndarray
+            (Y, X) label images of consecutive frames (e.g. a generator segmenting them one by one).
+
+        Yields
+        ------
+        numpy.ndarray
+            Each frame after :meth:`split`.
+        """
+        before = previous = None
+        for labels in frames:
+            if previous is not None:
+                labels = self.split(previous, labels, before)
+            before, previous = previous, labels
+            yield labels
 
 
 def split_merged_nuclei(

@@ -60,6 +60,41 @@ def _candidate_pairs(
     return rows.astype(np.int64), cols
 
 
+def _linked_whatever_the_response(
+    scene: Scene,
+    row_node: np.ndarray,
+    targets: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    alive: np.ndarray,
+    squared: np.ndarray,
+) -> np.ndarray:
+    """Candidate pairs the assignment links for every filter response in [0, 1].
+
+    A pair qualifies when it is its row's only candidate and its column's only claimant among the tracks
+    seen in the previous frame (``alive``), so it forms its own assignment problem, and even the worst
+    response (0) leaves its cost below the alternative of a death plus a birth (one gate).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (P,)
+    """
+    settled = np.zeros(len(rows), bool)
+    if not alive.any():
+        return settled
+    row_count = np.bincount(rows[alive], minlength=int(rows.max()) + 1)
+    col_count = np.bincount(cols[alive], minlength=int(cols.max()) + 1)
+    alone = np.flatnonzero(alive & (row_count[rows] == 1) & (col_count[cols] == 1))
+    if len(alone) == 0:
+        return settled
+    worst = scene.link_cost(
+        row_node[rows[alone]], targets[cols[alone]], squared[alone], 1, np.zeros(len(alone))
+    )
+    # A margin well above rounding keeps ties (where the solver's choice is arbitrary) measured.
+    settled[alone] = worst < scene.gate * (1.0 - 1e-9)
+    return settled
+
+
 def forward_pass(
     scene: Scene,
     frames: Sequence[np.ndarray] | None,
@@ -127,13 +162,19 @@ def forward_pass(
             rows, cols = _candidate_pairs(cKDTree(target_yx), predicted, reach * np.sqrt(steps))
             squared = np.sum((target_yx[cols] - predicted[rows]) ** 2, axis=1)
             response = None
-            if appearance is not None and windows is not None and len(rows):
-                response = appearance.responses(windows, predicted, rows, cols)
-                pair_source.append(row_node[rows])
-                pair_target.append(targets[cols])
-                pair_response.append(response)
-            cost = scene.link_cost(row_node[rows], targets[cols], squared, steps[rows], response)
             alive = steps[rows] == 1
+            if appearance is not None and windows is not None and len(rows):
+                # Uncontested links that any response would make are not measured: they cost the CF
+                # pass most of its work on sparse movies and change nothing (their source never becomes
+                # a segment end, the only place recorded responses are looked up).
+                settled = _linked_whatever_the_response(scene, row_node, targets, rows, cols, alive, squared)
+                response = np.full(len(rows), np.nan)
+                measured = np.flatnonzero(~settled)
+                response[measured] = appearance.responses(windows, predicted, rows[measured], cols[measured])
+                pair_source.append(row_node[rows[measured]])
+                pair_target.append(targets[cols[measured]])
+                pair_response.append(response[measured])
+            cost = scene.link_cost(row_node[rows], targets[cols], squared, steps[rows], response)
             linked_rows, linked_cols = solve_sparse_assignment(
                 rows[alive],
                 cols[alive],

@@ -91,6 +91,35 @@ def _lookup_response(forward: ForwardResult, sources: np.ndarray, targets: np.nd
     return np.where(found, forward.pair_response[order][position], np.nan)
 
 
+def _same_frame_pairs(
+    points_yx: np.ndarray,
+    points_frame: np.ndarray,
+    query_yx: np.ndarray,
+    query_frame: np.ndarray,
+    radius: float | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (query q, point p) with p in frame ``query_frame[q]`` within ``radius`` (px) of ``query_yx[q]``.
+
+    The frame is a third KD-tree coordinate spaced wider than any radius, so a ball query reaches only
+    points of the queried frame: the work grows with the pairs found, not with all frames' points.
+
+    Returns
+    -------
+    query_index, point_index : numpy.ndarray of int, shape (P,)
+    """
+    radius = np.broadcast_to(np.asarray(radius, np.float64), (len(query_yx),))
+    if len(points_yx) == 0 or len(query_yx) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    spacing = 2.0 * float(radius.max()) + 1.0
+    tree = cKDTree(np.column_stack([points_yx, spacing * points_frame.astype(np.float64)]))
+    found = tree.query_ball_point(
+        np.column_stack([query_yx, spacing * query_frame.astype(np.float64)]), r=radius
+    )
+    query_index = np.repeat(np.arange(len(query_yx), dtype=np.int64), [len(f) for f in found])
+    point_index = np.fromiter((p for f in found for p in f), np.int64, count=len(query_index))
+    return query_index, point_index
+
+
 def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: np.ndarray) -> np.ndarray:
     beta = float(scene.config.motion.velocity_weight)
     return scene.yx[nodes] + (beta * steps)[:, None] * forward.velocity[nodes]
@@ -151,7 +180,7 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
     if len(starts) == 0:
         return 0
-    start_tree = cKDTree(scene.yx[starts])
+    start_yx = scene.yx[starts]
     start_frame = scene.frame[starts]
     reach = float(config.motion.reach)
     max_steps = config.gaps.max_gap + 1
@@ -164,11 +193,9 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     if len(ends):
         for steps in range(1, max_steps + 1):
             predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
-            found = start_tree.query_ball_point(predicted, r=reach * np.sqrt(steps))
-            r = np.repeat(np.arange(len(ends)), [len(f) for f in found])
-            c = np.fromiter((x for f in found for x in f), np.int64, count=len(r))
-            right_frame = start_frame[c] == scene.frame[ends[r]] + steps
-            r, c = r[right_frame], c[right_frame]
+            r, c = _same_frame_pairs(
+                start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
+            )
             if len(r) == 0:
                 continue
             squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
@@ -186,11 +213,13 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
         consecutive = scene.frame[successor] == scene.frame[single] + 1
         single, successor = single[consecutive], successor[consecutive]
         if len(single):
-            found = start_tree.query_ball_point(scene.yx[single], r=float(config.division.max_distance))
-            r = np.repeat(np.arange(len(single)), [len(f) for f in found])
-            c = np.fromiter((x for f in found for x in f), np.int64, count=len(r))
-            right_frame = start_frame[c] == scene.frame[single[r]] + 1
-            r, c = r[right_frame], c[right_frame]
+            r, c = _same_frame_pairs(
+                start_yx,
+                start_frame,
+                scene.yx[single],
+                scene.frame[single] + 1,
+                float(config.division.max_distance),
+            )
             if len(r):
                 reference = _reference_intensity(scene, state, single[r])
                 cost = division_cost(scene, single[r], starts[c], successor[r], reference)

@@ -299,7 +299,7 @@ def _full_spectrum_mean(half: torch.Tensor, width: int) -> torch.Tensor:
 
 def _train_terms(spectrum: torch.Tensor, target_spectrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     numerator = target_spectrum * spectrum.conj()
-    denominator = (spectrum.real**2 + spectrum.imag**2).sum(dim=1, keepdim=True)
+    denominator = spectrum.abs().square_().sum(dim=1, keepdim=True)
     return numerator, denominator
 
 
@@ -953,6 +953,7 @@ class FilterBank:
         if bool(((rate < 0) | (rate > 1) | ~torch.isfinite(rate)).any()):
             raise ValueError("learning_rate values must lie in [0, 1]")
         rate = rate[:, None, None, None]
+        complex_rate = rate.to(torch.complex64)
         offsets = _window_offsets(centres, self.n_cells, self.window_shape).to(self.device)
         target_spectrum = _target_spectrum(self.window_shape, self.config.sigma, offsets)
         for layer_index, spectrum in enumerate(spectra):
@@ -961,8 +962,8 @@ class FilterBank:
             denominator = torch.empty_like(self.denominators[layer_index])
             for rows in row_blocks(self.n_cells):
                 num, den = _train_terms(spectrum[rows], target_spectrum[rows])
-                numerator[rows] = (1 - rate[rows]) * self.numerators[layer_index][rows] + rate[rows] * num
-                denominator[rows] = (1 - rate[rows]) * self.denominators[layer_index][rows] + rate[rows] * den
+                numerator[rows] = torch.lerp(self.numerators[layer_index][rows], num, complex_rate[rows])
+                denominator[rows] = torch.lerp(self.denominators[layer_index][rows], den, rate[rows])
             self.numerators[layer_index] = numerator
             self.denominators[layer_index] = denominator
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
+from celltrack.segment import drop_insignificant_objects
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter
 
@@ -43,6 +44,12 @@ class SegmentationConfig(BaseModel):
             raise ValueError(f"nucleus_diameter must be positive, got {value}")
         return value
 
+    min_significance: float = Field(
+        5.0,
+        ge=0,
+        description="Objects whose mean intensity exceeds the background ring around them by fewer than this "
+        "many standard errors (noise std / sqrt(area)) are dropped: noise blobs in dim movies. 0 keeps all.",
+    )
     classic: ClassicConfig = Field(default_factory=ClassicConfig)
     merge_split: MergeSplitConfig = Field(
         default_factory=MergeSplitConfig,
@@ -78,7 +85,7 @@ def build_segmenter(
         classic = config.classic
         if config.nucleus_diameter is not None:
             classic = classic.model_copy(update={"nucleus_diameter": config.nucleus_diameter})
-        return "classic", ClassicSegmenter(classic).segment
+        return "classic", _significant_only(ClassicSegmenter(classic).segment, config)
     from celltrack.models.segnet import SegNet
     from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
 
@@ -92,7 +99,22 @@ def build_segmenter(
     segmenter = SegNetSegmenter(
         SegNetSegmenterConfig(nucleus_diameter=config.nucleus_diameter, device=device), model=model
     )
-    return "segnet", segmenter.segment
+    return "segnet", _significant_only(segmenter.segment, config)
+
+
+def _significant_only(
+    segment: Callable[[np.ndarray], np.ndarray], config: SegmentationConfig
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``segment`` followed by :func:`celltrack.segment.drop_insignificant_objects` (when switched on)."""
+    if config.min_significance == 0:
+        return segment
+    diameter = config.nucleus_diameter if isinstance(config.nucleus_diameter, float | int) else None
+    ring_width = max(3, round(diameter)) if diameter else None
+
+    def segment_significant(frame: np.ndarray) -> np.ndarray:
+        return drop_insignificant_objects(segment(frame), frame, config.min_significance, ring_width)
+
+    return segment_significant
 
 
 def model_checksums(config: SegmentationConfig, method: str) -> dict[str, str]:

@@ -1,6 +1,8 @@
-"""Segmentation: SegNet probabilities → seeded-watershed instances, and the classic no-model fallback."""
+"""Segmentation: SegNet probabilities → seeded-watershed instances, the classic no-model fallback, and
+object-level clean-up (noise blobs, merged nuclei)."""
 
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter, segment_classic
+from celltrack.segment.contrast import drop_insignificant_objects, object_significance
 from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter, split_merged_nuclei
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig, segment_segnet
@@ -13,6 +15,8 @@ __all__ = [
     "MergeSplitter",
     "SegNetSegmenter",
     "SegNetSegmenterConfig",
+    "drop_insignificant_objects",
+    "object_significance",
     "probabilities_to_instances",
     "segment_classic",
     "segment_segnet",

@@ -299,7 +299,7 @@ def _full_spectrum_mean(half: torch.Tensor, width: int) -> torch.Tensor:
 
 def _train_terms(spectrum: torch.Tensor, target_spectrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     numerator = target_spectrum * spectrum.conj()
-    denominator = spectrum.abs().square_().sum(dim=1, keepdim=True)
+    denominator = (spectrum.real**2 + spectrum.imag**2).sum(dim=1, keepdim=True)
     return numerator, denominator
 
 

@@ -2,9 +2,9 @@
 
 Each row is one seeded synthetic movie (30 frames) with one property pushed away from the default HeLa-like
 movie: tiny or large nuclei, a low signal-to-noise ratio, fast motion, a dense field, a wide brightness
-range, 8-bit data. The pipeline runs with its defaults (everything ``auto``) and the CTC metrics are
-computed against the generator's ground truth. Nothing here is tuned per row: a drop shows where the
-defaults do not carry over.
+range, 8-bit data, strong chromatin texture, blur, fast bleaching, elongated nuclei, uneven illumination.
+The pipeline runs with its defaults (everything ``auto``) and the CTC metrics are computed against the
+generator's ground truth. Nothing here is tuned per row: a drop shows where the defaults do not carry over.
 
     python benchmarks/robustness.py [--cases low-snr dense ...] [--threads 2] [--seed 11]
 """
@@ -41,6 +41,11 @@ CASES: dict[str, dict] = {
     "dense (70 nuclei)": {"nuclei": 70},
     "wide brightness range": {"brightness_mean": 500.0, "brightness_std": 300.0},
     "8-bit": {},
+    "strong texture": {"texture_strength": 0.8},
+    "blurred (sigma 3 px)": {"blur_sigma": 3.0},
+    "fast bleaching (3 %/frame)": {"bleaching_rate": 0.03},
+    "elongated nuclei": {"eccentricity": (0.75, 0.9)},
+    "uneven illumination": {},
 }
 KEYS = {
     "default": "default",
@@ -51,6 +56,11 @@ KEYS = {
     "dense": "dense (70 nuclei)",
     "bright-range": "wide brightness range",
     "8-bit": "8-bit",
+    "texture": "strong texture",
+    "blur": "blurred (sigma 3 px)",
+    "bleaching": "fast bleaching (3 %/frame)",
+    "elongated": "elongated nuclei",
+    "uneven": "uneven illumination",
 }
 METRICS = ("TRA", "DET", "SEG", "LNK", "BC(0)")
 
@@ -60,6 +70,12 @@ def one_case(name: str, seed: int, folder: Path) -> dict:
     images = movie.images
     if name == "8-bit":
         images = np.round(images.astype(np.float64) * (255.0 / images.max())).astype(np.uint8)
+    if name == "uneven illumination":
+        # Vignetting: the image falls to 40 % of its level in the corners.
+        _, height, width = images.shape
+        yy, xx = np.mgrid[:height, :width]
+        radius = np.hypot((yy - height / 2) / height, (xx - width / 2) / width) / np.sqrt(0.5)
+        images = np.round(images * (1.0 - 0.6 * radius**2)).astype(images.dtype)
     write_ctc_dataset(images, movie.labels, movie.markers, movie.tracks, folder)
     start = time.perf_counter()
     run_tracking(folder / "01", folder / "01_RES")

@@ -23,6 +23,7 @@ from celltrack.models.training import (
     CONTACT_BOUNDARY,
     AugmentationConfig,
     BestCheckpoint,
+    PatchSampler,
     _cosine_factor,
     _weighted_loss,
     dim_objects,
@@ -368,3 +369,25 @@ def test_best_checkpoint_keeps_lowest_loss() -> None:
     assert checkpoint.should_stop
     checkpoint.restore(module)
     torch.testing.assert_close(module.state_dict()["weight"], best["weight"])
+
+
+def test_blur_augmentation_softens_patches_and_is_off_by_default() -> None:
+    rng = np.random.default_rng(5)
+    frame, mask = _discs((96, 96), 6, 8, rng)
+    image = normalize_frame(frame)
+    still = {
+        "flips": False, "rotations": False, "scale_range": (1.0, 1.0), "intensity_scale_range": (1.0, 1.0),
+        "intensity_offset": 0.0, "gamma_range": (1.0, 1.0), "noise_std_max": 0.0, "dim_probability": 0.0,
+    }
+
+    def patch(**augmentation: object) -> tuple[np.ndarray, np.ndarray]:
+        sampler = PatchSampler([image], [mask], 48, 1, 1.0, AugmentationConfig(**augmentation))
+        return sampler.patch(np.random.default_rng(0), augment=True)
+
+    assert AugmentationConfig().blur_sigma_max == 0  # off by default
+    sharp, targets = patch(**still)
+    blurred, blurred_targets = patch(**still, blur_sigma_max=2.0)
+    np.testing.assert_array_equal(blurred_targets, targets)  # the outlines to learn stay where they are
+    assert np.abs(np.diff(blurred, axis=1)).mean() < 0.8 * np.abs(np.diff(sharp, axis=1)).mean()
+    with pytest.raises(ValueError, match="blur_sigma_max"):
+        AugmentationConfig(blur_sigma_max=-1.0)

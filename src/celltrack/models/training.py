@@ -172,6 +172,12 @@ class AugmentationConfig(BaseModel):
     dim_range: tuple[float, float] = Field(
         (0.03, 0.4), description="Log-uniform range of the contrast factor of a dimmed nucleus."
     )
+    blur_sigma_max: float = Field(
+        0.0,
+        ge=0,
+        description="Gaussian blur of the patch, sigma uniform in [0, this] (px at model scale), before the "
+        "intensity changes: outlines as another microscope's optics or focus render them; 0 = off.",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentationConfig:
@@ -333,6 +339,10 @@ class PatchSampler:
         targets = targets[pad:-pad, pad:-pad]
         if augment and self.augmentation.dim_probability > 0:
             image_crop = dim_objects(image_crop, mask_crop, rng, self.augmentation)
+        if augment and self.augmentation.blur_sigma_max > 0:
+            # Drawn only when enabled, so that runs without blur keep their random streams.
+            sigma = rng.uniform(0, self.augmentation.blur_sigma_max)
+            image_crop = ndi.gaussian_filter(image_crop, sigma).astype(np.float32, copy=False)
         image_crop = image_crop[pad:-pad, pad:-pad]
         if augment:
             image_crop, targets = augment_geometry([image_crop, targets], rng, self.augmentation)

@@ -3,6 +3,7 @@ object-level clean-up (noise blobs, merged nuclei)."""
 
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter, segment_classic
 from celltrack.segment.contrast import drop_insignificant_objects, object_significance
+from celltrack.segment.extent import ExtentConfig, grow_to_half_maximum
 from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter, split_merged_nuclei
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig, segment_segnet
@@ -10,12 +11,14 @@ from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig, seg
 __all__ = [
     "ClassicConfig",
     "ClassicSegmenter",
+    "ExtentConfig",
     "InstancesConfig",
     "MergeSplitConfig",
     "MergeSplitter",
     "SegNetSegmenter",
     "SegNetSegmenterConfig",
     "drop_insignificant_objects",
+    "grow_to_half_maximum",
     "object_significance",
     "probabilities_to_instances",
     "segment_classic",

@@ -28,8 +28,8 @@ import torch
 from celltrack.io import format_track_table, open_sequence, read_gt, write_ctc_dataset
 from celltrack.metrics import evaluate
 from celltrack.models import SegNet
-from celltrack.pipeline.segment import SegmentationConfig, build_segmenter, estimate_diameter
-from celltrack.segment import ExtentConfig, MergeSplitter
+from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig, build_segmenter, estimate_diameter
+from celltrack.segment import ExtentConfig
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
 from celltrack.synthetic import SyntheticConfig, generate_movie
 
@@ -94,9 +94,13 @@ def score(masks: list[np.ndarray], gt_dir: Path, frames: list[int]) -> dict[str,
         return evaluate(Path(tmp) / "RES", Path(tmp) / "GT", metrics=metrics).metrics
 
 
-def split_in_order(masks: list[np.ndarray]) -> list[np.ndarray]:
-    """The temporal merge split of `celltrack segment`/`track`, applied to consecutive frames."""
-    return list(MergeSplitter().split_movie(masks))
+def as_in_the_pipeline(
+    masks: list[np.ndarray], images, frames: list[int], pixel_scale: float | None
+) -> list[np.ndarray]:
+    """What `celltrack segment`/`track` make of consecutive frames' masks: merge split, then growth."""
+    given = iter(masks)
+    movie = MovieSegmenter(lambda _: next(given), SegmentationConfig(), pixel_scale=pixel_scale)
+    return list(movie.label_frames(images, frames))
 
 
 def main() -> None:
@@ -142,10 +146,14 @@ def main() -> None:
                 for n in sizes for extent in extents
             ] + [("classic", 0, None)]
             for method, n_members, extent in methods:
+                pixel_scale = None
                 if n_members:
                     subset = ensemble_subset(model, n_members)
                     segnet_config = SegNetSegmenterConfig(nucleus_diameter=diameter, extent=extent)
-                    segment = SegNetSegmenter(segnet_config, subset).segment
+                    segmenter = SegNetSegmenter(segnet_config, subset)
+                    segment = segmenter.segment
+                    # The pipeline grows SegNet objects after the merge split (not when grown already).
+                    pixel_scale = segmenter.pixel_scale if extent is None else None
                 else:
                     classic = SegmentationConfig(method="classic", nucleus_diameter=diameter)
                     _, segment = build_segmenter(classic)
@@ -155,8 +163,11 @@ def main() -> None:
                 seconds = (time.perf_counter() - start) / len(frames)
                 variants = [(method, masks)]
                 if np.all(np.diff(frames) == 1):
-                    # What `celltrack segment` and `track` write: frames in order, merged nuclei split.
-                    variants.append((f"{method} + merge split", split_in_order(masks)))
+                    # What `celltrack segment` and `track` write: frames in order, merged nuclei split,
+                    # SegNet objects then grown to their half-maximum.
+                    variants.append(
+                        (f"{method} + pipeline", as_in_the_pipeline(masks, images, frames, pixel_scale))
+                    )
                 for label, variant in variants:
                     scores = score(variant, root / "01_GT", frames)
                     rows.append(

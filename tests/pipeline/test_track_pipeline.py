@@ -31,8 +31,18 @@ def digest(folder: Path, pattern: str = "*") -> dict[str, str]:
 
 
 def track(movie_dir, out, *extra):
-    return main(["track", str(movie_dir / "01"), "--out", str(out), "--detections",
-                 str(movie_dir / "01_GT" / "SEG"), "-q", *extra])
+    return main(
+        [
+            "track",
+            str(movie_dir / "01"),
+            "--out",
+            str(out),
+            "--detections",
+            str(movie_dir / "01_GT" / "SEG"),
+            "-q",
+            *extra,
+        ]
+    )
 
 
 def test_track_with_detections_writes_result_table_and_record(movie_dir, tmp_path):
@@ -97,7 +107,7 @@ def test_empty_frames_single_frame_and_sparse_labels_are_valid(tmp_path):
     images = np.full((4, 48, 48), 100, np.uint16)
     labels = np.zeros((4, 48, 48), np.uint16)
     for t in (0, 1, 3):  # frame 2 has no nuclei
-        labels[t, 10:18, 10 + t:18 + t] = 7  # non-consecutive label values
+        labels[t, 10:18, 10 + t : 18 + t] = 7  # non-consecutive label values
         labels[t, 30:38, 30:38] = 40
     images[labels > 0] = 900
     raw = tmp_path / "raw"
@@ -110,8 +120,20 @@ def test_empty_frames_single_frame_and_sparse_labels_are_valid(tmp_path):
     one = tmp_path / "one.tif"
     tifffile.imwrite(one, images[:1])
     tifffile.imwrite(tmp_path / "one_labels.tif", labels[:1])
-    assert main(["track", str(one), "--out", str(tmp_path / "RES1"), "--detections",
-                 str(tmp_path / "one_labels.tif"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "track",
+                str(one),
+                "--out",
+                str(tmp_path / "RES1"),
+                "--detections",
+                str(tmp_path / "one_labels.tif"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert len(validate_ctc_result(tmp_path / "RES1")) == 2
 
 
@@ -171,8 +193,17 @@ def test_killed_run_leaves_previous_output_intact(tmp_path):
     out.mkdir()
     (out / "res_track.txt").write_text("1 0 0 0\n")
     before = digest(out)
-    command = [sys.executable, "-m", "celltrack.cli.main", "track", str(root / "01"), "--out", str(out),
-               "--overwrite", "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "celltrack.cli.main",
+        "track",
+        str(root / "01"),
+        "--out",
+        str(out),
+        "--overwrite",
+        "-q",
+    ]
     process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     # wait until the run has started writing its temporary folder, then kill it hard
@@ -241,11 +272,10 @@ def test_mitosis_scores_join_the_detections_when_enabled(tmp_path, enabled):
     assert len(validate_ctc_result(tmp_path / "RES")) == 3  # mother and two daughters
 
 
-
 def test_own_segmentation_gets_merged_nuclei_split_given_detections_do_not(tmp_path: Path) -> None:
     from celltrack.io import open_sequence
+    from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig
     from celltrack.pipeline.track import _label_frames, no_progress
-    from celltrack.segment import MergeSplitter
 
     yy, xx = np.mgrid[:60, :80]
     apart = ((yy - 30) ** 2 + (xx - 25) ** 2 <= 100).astype(np.uint16)
@@ -256,13 +286,12 @@ def test_own_segmentation_gets_merged_nuclei_split_given_detections_do_not(tmp_p
     images = np.zeros((2, 60, 80), np.uint16)
     segmented = iter([apart, merged])
     (tmp_path / "own").mkdir()
-    own = _label_frames(
-        images, None, lambda image: next(segmented), tmp_path / "own", no_progress, MergeSplitter()
-    )
+    segmenter = MovieSegmenter(lambda image: next(segmented), SegmentationConfig())
+    own = _label_frames(images, None, segmenter, tmp_path / "own", no_progress)
     assert (own["frame"] == 1).sum() == 2
     tifffile.imwrite(tmp_path / "given.tif", np.stack([apart, merged]))
     (tmp_path / "given").mkdir()
     given = _label_frames(
-        images, open_sequence(tmp_path / "given.tif"), None, tmp_path / "given", no_progress, MergeSplitter()
+        images, open_sequence(tmp_path / "given.tif"), None, tmp_path / "given", no_progress
     )
     assert (given["frame"] == 1).sum() == 1

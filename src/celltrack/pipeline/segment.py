@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
-from celltrack.segment import drop_insignificant_objects
+from celltrack.segment import ExtentConfig, drop_insignificant_objects, grow_to_half_maximum
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter
 
@@ -55,6 +55,11 @@ class SegmentationConfig(BaseModel):
         default_factory=MergeSplitConfig,
         description="Cut objects that hold two nuclei of the previous frame (frames are segmented in order).",
     )
+    grow: ExtentConfig = Field(
+        default_factory=ExtentConfig,
+        description="After the merge split, SegNet objects grow over adjacent pixels above their local "
+        "half-maximum between background and interior (lengths at the model's scale).",
+    )
 
 
 def estimate_diameter(frame: np.ndarray) -> float | None:
@@ -68,7 +73,7 @@ def estimate_diameter(frame: np.ndarray) -> float | None:
 def build_segmenter(
     config: SegmentationConfig, device: str = "cpu", sample: np.ndarray | None = None
 ) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """The segmentation function a config asks for, and the name of the method actually used.
+    """The per-frame segmentation function a config asks for, and the name of the method actually used.
 
     Parameters
     ----------
@@ -77,6 +82,84 @@ def build_segmenter(
     sample : numpy.ndarray, shape (Y, X), optional
         A frame of the movie, to measure the nucleus diameter when it is ``"auto"``.
     """
+    segmenter = MovieSegmenter.build(config, device, sample)
+    return segmenter.method, segmenter.segment
+
+
+class MovieSegmenter:
+    """A movie's frames in order → labels: segmenter, temporal merge split, growth to the half-maximum.
+
+    Parameters
+    ----------
+    segment : callable
+        ``segment(frame (Y, X)) -> labels (Y, X)`` for one frame.
+    config : SegmentationConfig
+        ``merge_split`` and ``grow`` are used here.
+    method : str
+        Name of the method behind ``segment`` (recorded in ``celltrack.json``).
+    pixel_scale : float or None
+        Frame pixels per SegNet model pixel, for the growth step's lengths; None skips growth (classic
+        masks come from an intensity threshold already).
+    """
+
+    def __init__(
+        self,
+        segment: Callable[[np.ndarray], np.ndarray],
+        config: SegmentationConfig,
+        method: str = "segnet",
+        pixel_scale: float | None = 1.0,
+    ) -> None:
+        self.segment = segment
+        self.config = config
+        self.method = method
+        self.pixel_scale = pixel_scale
+        self.splitter = MergeSplitter(config.merge_split)
+        #: Nucleus diameter the segmenter works with (px; measured when the config says "auto").
+        self.nucleus_diameter: float | None = (
+            float(config.nucleus_diameter) if isinstance(config.nucleus_diameter, float | int) else None
+        )
+
+    @classmethod
+    def build(
+        cls, config: SegmentationConfig, device: str = "cpu", sample: np.ndarray | None = None
+    ) -> MovieSegmenter:
+        """The segmenter a config asks for (see :func:`build_segmenter`)."""
+        method, segment, pixel_scale, diameter = _per_frame_segmenter(config, device, sample)
+        segmenter = cls(segment, config, method, pixel_scale)
+        segmenter.nucleus_diameter = diameter
+        return segmenter
+
+    def label_frames(self, images: ImageSequence | np.ndarray, frames: Iterable[int]) -> Iterator[np.ndarray]:
+        """Labels of ``frames`` (consecutive, in order), each after the merge split and growth.
+
+        Parameters
+        ----------
+        images : ImageSequence or numpy.ndarray, shape (T, Y, X)
+        frames : iterable of int
+            Frame numbers in order (e.g. wrapped in a progress bar).
+
+        Yields
+        ------
+        numpy.ndarray, shape (Y, X)
+        """
+        read: list[np.ndarray] = []
+
+        def segmented() -> Iterator[np.ndarray]:
+            for t in frames:
+                read.append(np.asarray(images[t]))
+                yield self.segment(read[-1])
+
+        grow = self.config.grow.enabled and self.pixel_scale is not None
+        # split_movie yields each frame as soon as it has read it: one image waits at a time.
+        for labels in self.splitter.split_movie(segmented()):
+            image = read.pop(0)
+            yield grow_to_half_maximum(labels, image, self.config.grow, self.pixel_scale) if grow else labels
+
+
+def _per_frame_segmenter(
+    config: SegmentationConfig, device: str, sample: np.ndarray | None
+) -> tuple[str, Callable[[np.ndarray], np.ndarray], float | None, float | None]:
+    """Method name, per-frame function, growth pixel scale (None: no growth) and nucleus diameter (px)."""
     if config.nucleus_diameter == "auto":
         diameter = estimate_diameter(sample) if sample is not None else None
         logger.info("nucleus diameter measured on a frame: %s px", f"{diameter:.1f}" if diameter else "none")
@@ -85,7 +168,8 @@ def build_segmenter(
         classic = config.classic
         if config.nucleus_diameter is not None:
             classic = classic.model_copy(update={"nucleus_diameter": config.nucleus_diameter})
-        return "classic", _significant_only(ClassicSegmenter(classic).segment, config)
+        segment = _significant_only(ClassicSegmenter(classic).segment, config)
+        return "classic", segment, None, config.nucleus_diameter  # type: ignore[return-value]
     from celltrack.models.segnet import SegNet
     from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
 
@@ -95,11 +179,12 @@ def build_segmenter(
         if config.method == "segnet" or config.model is not None:
             raise
         logger.warning("no usable SegNet model was found; segmenting with the classic method instead")
-        return build_segmenter(config.model_copy(update={"method": "classic"}), device)
+        return _per_frame_segmenter(config.model_copy(update={"method": "classic"}), device, None)
     segmenter = SegNetSegmenter(
         SegNetSegmenterConfig(nucleus_diameter=config.nucleus_diameter, device=device), model=model
     )
-    return "segnet", _significant_only(segmenter.segment, config)
+    segment = _significant_only(segmenter.segment, config)
+    return "segnet", segment, segmenter.pixel_scale, config.nucleus_diameter  # type: ignore[return-value]
 
 
 def _significant_only(
@@ -140,19 +225,24 @@ def run_segmentation(
     """Segment every frame and write ``maskTTT.tif`` label images (+ ``celltrack.json``) atomically."""
     config = config or SegmentationConfig()
     images = images if isinstance(images, ImageSequence) else open_sequence(images)
-    method, segment = build_segmenter(config, device, images[len(images) // 2] if len(images) else None)
+    segmenter = MovieSegmenter.build(config, device, images[len(images) // 2] if len(images) else None)
+    method = segmenter.method
     timer = StageTimer()
     n = len(images)
     counts = []
     with atomic_output_dir(out_dir, overwrite) as tmp:
         frames = range(n) if progress is None else progress(range(n), n, "segment")
-        segmented = MergeSplitter(config.merge_split).split_movie(segment(images[t]) for t in frames)
+        segmented = segmenter.label_frames(images, frames)
         with timer.stage("segmentation"):
             for t, labels in enumerate(segmented):
                 dtype = np.uint16 if labels.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
                 tifffile.imwrite(tmp / frame_name("mask", t, n), labels.astype(dtype), compression="zlib")
                 counts.append(int(len(np.unique(labels)) - (labels == 0).any()))
-        full = config.model_dump(mode="json") | {"method_used": method, "device": device}
+        full = config.model_dump(mode="json") | {
+            "method_used": method,
+            "device": device,
+            "nucleus_diameter_used": segmenter.nucleus_diameter,
+        }
         record = run_record(
             "segment",
             full,

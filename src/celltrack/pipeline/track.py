@@ -30,8 +30,7 @@ from celltrack.io import (
 from celltrack.io.ctc import format_track_table, render_result_masks
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.link import Linker, LinkerConfig
-from celltrack.pipeline.segment import SegmentationConfig, build_segmenter, model_checksums
-from celltrack.segment.merges import MergeSplitter
+from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig, model_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -109,22 +108,22 @@ class TrackingResult:
 def _label_frames(
     images: ImageSequence,
     detections_source: ImageSequence | None,
-    segment: Callable[[np.ndarray], np.ndarray] | None,
+    segmenter: MovieSegmenter | None,
     store: Path,
     progress: Progress,
-    splitter: MergeSplitter | None = None,
 ) -> pd.DataFrame:
     """Segment (or read) every frame, keep its labels in ``store``, and measure its detections.
 
-    Own segmentations are corrected frame by frame with ``splitter`` (objects holding two nuclei of the
-    previous frame are cut); given detections are kept as they are.
+    Own segmentations are corrected frame by frame (objects holding two nuclei of the previous frame are
+    cut, then grown to their half-maximum: :class:`MovieSegmenter`); given detections are kept as they are.
     """
     tables = []
     n = len(images)
     ticks = progress(range(n), n, "segment" if detections_source is None else "read detections")
     if detections_source is None:
-        segmented = (segment(images[t]) for t in ticks)  # type: ignore[misc]
-        frames = splitter.split_movie(segmented) if splitter is not None else segmented
+        if segmenter is None:
+            raise ValueError("a segmenter is needed when no detections are given")
+        frames = segmenter.label_frames(images, ticks)
     else:
         frames = (_given_labels(detections_source, t) for t in ticks)
     for t, labels in enumerate(frames):
@@ -210,16 +209,16 @@ def run_tracking(
         check_detections_match(images, detections)
     timer = StageTimer()
     torch_device = resolve_device(device)
-    method, segment = "given", None
+    method, segmenter = "given", None
     if detections is None:
         sample = images[len(images) // 2] if len(images) else None
-        method, segment = build_segmenter(config.segmentation, str(torch_device), sample)
+        segmenter = MovieSegmenter.build(config.segmentation, str(torch_device), sample)
+        method = segmenter.method
     with atomic_output_dir(out_dir, overwrite) as tmp:
         store = tmp / ".labels"
         store.mkdir()
         with timer.stage("segmentation" if detections is None else "detections"):
-            splitter = MergeSplitter(config.segmentation.merge_split)
-            table = _label_frames(images, detections, segment, store, progress, splitter)
+            table = _label_frames(images, detections, segmenter, store, progress)
         models = model_checksums(config.segmentation, method)
         if config.mitosis.enabled and len(table) and "mitosis_score" not in table.columns:
             with timer.stage("mitosis"):
@@ -255,6 +254,8 @@ def run_tracking(
         full_config["linker_effective"] = effective.model_dump(mode="json")
         full_config["device"] = device
         full_config["segmentation_used"] = method
+        if segmenter is not None:
+            full_config["nucleus_diameter_used"] = segmenter.nucleus_diameter
         record = run_record(
             command,
             full_config,

@@ -32,9 +32,8 @@ class SegNetSegmenterConfig(BaseModel):
     )
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
     instances: InstancesConfig = Field(default_factory=InstancesConfig)
-    # Off: on the held-out frames it gained SEG +0.005 (HeLa) / +0.002 (SIM+) at the same DET, but run
-    # before the temporal merge split it fills the waist of merged nuclei and the split misses some
-    # (README, "Measured").
+    # Off here: run before the temporal merge split it fills the waist of merged nuclei and the split misses
+    # some; the pipeline grows objects after the split instead (SegmentationConfig.grow).
     extent: ExtentConfig | None = Field(
         None,
         description="Grow each object over adjacent pixels above its local half-maximum between background "

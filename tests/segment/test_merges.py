@@ -31,11 +31,33 @@ def test_two_touching_nuclei_merged_into_one_object_are_cut_apart() -> None:
 
 
 def test_convex_nucleus_over_split_in_the_previous_frame_stays_whole() -> None:
-    whole = discs((60, 60), [(30, 30)], 12)
+    # Other nuclei of the same size in the frame: the halves are fragments, not whole nuclei.
+    whole = discs((90, 120), [(30, 30), (30, 75), (30, 105), (70, 20), (70, 60), (70, 100)], 12)
     halves = whole.copy()
-    halves[:, 30:][halves[:, 30:] > 0] = 2  # the previous frame cut one nucleus in two
-    assert MergeSplitter().merged_objects(halves, whole) == {1: [1, 2]}
+    halves[:, 30:45][halves[:, 30:45] == 1] = 9  # the previous frame cut nucleus 1 in two
+    assert MergeSplitter().merged_objects(halves, whole) == {1: [1, 9]}
     assert split_merged_nuclei(halves, whole) is whole
+    # Without other nuclei the two halves look whole; a neck is then required, and there is none.
+    alone = discs((60, 60), [(30, 30)], 12)
+    two = alone.copy()
+    two[:, 30:][two[:, 30:] > 0] = 2
+    assert split_merged_nuclei(two, alone, MergeSplitConfig(whole_fraction=None)) is alone
+
+
+def test_two_whole_nuclei_pressed_flat_together_are_cut_without_a_neck() -> None:
+    previous = np.zeros((60, 120), np.uint16)
+    previous[20:40, 10:30] = 1
+    previous[20:40, 30:50] = 2  # two square nuclei side by side, as separate objects
+    previous[20:40, 80:100] = 3  # a third, typical nucleus
+    current = previous.copy()
+    current[current == 2] = 1  # the segmenter now returns the pair as one rectangle: no neck
+    split = split_merged_nuclei(previous, current)
+    assert len(np.unique(split[split > 0])) == 3
+    assert split[30, 15] != split[30, 45]
+    # Requiring a neck (the old rule) leaves the rectangle whole.
+    assert split_merged_nuclei(previous, current, MergeSplitConfig(whole_fraction=None)) is current
+    # A large nucleus over-split for one frame only (one object two frames back) is not cut again.
+    assert split_merged_nuclei(previous, current, before=current) is current
 
 
 def test_divisions_neighbours_and_disabled_config_are_left_alone() -> None:

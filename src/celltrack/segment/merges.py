@@ -4,10 +4,12 @@ Touching nuclei are the commonest segmentation error, and they break tracks: one
 detection while they touch. The previous frame, already corrected, tells which objects hold two nuclei: an
 object that contains most of two or more previous nuclei, and is about as large as them together, is cut
 between them by a seeded watershed on its distance transform, seeded by those nuclei (eroded, so the cut
-may move with them), if it narrows there. A division (one previous nucleus, two current objects) is never
-touched; a nucleus merely brushing its neighbour is left alone by the area test; a convex object (one
-nucleus the previous frame over-split) by the neck test; and two nuclei that were one object two frames back
-(a division the segmenter showed a frame early) are left joined, so the division is not brought forward.
+may move with them), if it narrows there or the nuclei were both whole (each at least ``whole_fraction``
+of the previous frame's median object: two nuclei pressed flat together show no neck). A division (one
+previous nucleus, two current objects) is never touched; a nucleus merely brushing its neighbour is left
+alone by the area test; a convex object (one nucleus the previous frame over-split into fragments) by the
+neck test; and two nuclei that were one object two frames back (a division the segmenter showed a frame
+early) are left joined, so the division is not brought forward.
 About 3 ms per 700 x 1100 HeLa frame.
 """
 
@@ -44,6 +46,10 @@ class MergeSplitConfig(BaseModel):
         saddle) must stay below this fraction of the smaller part's inscribed radius. A convex object (one
         nucleus that the previous frame over-split) has a ratio near 1 and stays whole, which also keeps a
         one-frame over-segmentation from propagating through the movie.
+    whole_fraction : float or None
+        Previous nuclei that were each at least this fraction of the previous frame's median object area
+        are whole nuclei, not fragments of an over-split one: an object holding two of them is cut even
+        where it does not narrow (nuclei pressed flat against each other). None: always require a neck.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +59,7 @@ class MergeSplitConfig(BaseModel):
     min_area_ratio: float = Field(0.7, gt=0)
     seed_erosion: int = Field(1, ge=0, description="pixels")
     max_neck_ratio: float = Field(0.95, gt=0)
+    whole_fraction: float | None = Field(0.6, gt=0)
 
 
 class MergeSplitter:
@@ -134,6 +141,11 @@ class MergeSplitter:
         dtype = np.result_type(current.dtype, np.min_scalar_type(next_label + sum(map(len, merged.values()))))
         out = current.astype(dtype, copy=True)
         boxes = ndi.find_objects(current)
+        previous_area = np.bincount(previous.ravel())
+        present = previous_area[1:][previous_area[1:] > 0]
+        whole_area = np.inf
+        if self.config.whole_fraction is not None and len(present):
+            whole_area = self.config.whole_fraction * float(np.median(present))
         split = 0
         for label, nuclei in merged.items():
             box = boxes[label - 1]
@@ -147,7 +159,8 @@ class MergeSplitter:
                 seeds[eroded if eroded.any() else seed] = index
             distance = ndi.distance_transform_edt(mask)
             parts = watershed(-distance, seeds, mask=mask)
-            if _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
+            whole = bool(previous_area[nuclei].min() >= whole_area)
+            if not whole and _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
                 continue
             split += 1
             region = out[box]

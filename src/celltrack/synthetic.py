@@ -29,6 +29,7 @@ __all__ = [
     "MovieGenerator",
     "SyntheticConfig",
     "SyntheticMovie",
+    "disc_labels",
     "dividing_nucleus",
     "drifting_nuclei",
     "generate_movie",
@@ -1014,3 +1015,33 @@ def drifting_nuclei(
     settings: dict[str, Any] = _rigid_scene(overrides) | {"drift": (float(velocity[0]), float(velocity[1]))}
     settings.update(overrides)
     return generate_movie(nuclei=n, frames=frames, height=height, width=width, seed=seed, **settings)
+
+
+def disc_labels(
+    shape: tuple[int, int],
+    centres: Sequence[tuple[float, float]],
+    radius: float,
+    dtype: type = np.int32,
+) -> np.ndarray:
+    """A label image of discs: label ``i + 1`` within ``radius`` px of ``centres[i]``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(Y, X)``.
+    centres : sequence of (y, x)
+        Disc centres (px); where discs overlap, the earlier one keeps the pixels.
+    radius : float
+        Disc radius (px).
+    dtype : type
+        Integer dtype of the result.
+
+    Returns
+    -------
+    numpy.ndarray, shape (Y, X)
+    """
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, dtype)
+    for label, (cy, cx) in enumerate(centres, start=1):
+        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (labels == 0)] = label
+    return labels

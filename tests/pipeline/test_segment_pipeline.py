@@ -7,20 +7,13 @@ from scipy import ndimage as ndi
 
 from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig
 from celltrack.segment import ExtentConfig
-
-
-def _two_nuclei(shape: tuple[int, int], centres: list[tuple[int, int]], radius: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.int32)
-    for index, (cy, cx) in enumerate(centres, start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = index
-    return labels
+from celltrack.synthetic import disc_labels
 
 
 def test_merged_nuclei_are_cut_before_the_objects_grow() -> None:
     shape = (60, 90)
-    apart = _two_nuclei(shape, [(30, 31), (30, 54)], 10)
-    touching = _two_nuclei(shape, [(30, 33), (30, 52)], 10)
+    apart = disc_labels(shape, [(30, 31), (30, 54)], 10)
+    touching = disc_labels(shape, [(30, 33), (30, 52)], 10)
     # The image of the touching nuclei: blurred discs, so the true rim lies outside the eroded objects.
     image = ndi.gaussian_filter((touching > 0).astype(float) * 1000.0, 1.5) + 100.0
     images = np.stack([image, image])

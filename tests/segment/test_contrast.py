@@ -7,12 +7,11 @@ import pytest
 
 from celltrack.pipeline.segment import SegmentationConfig, build_segmenter
 from celltrack.segment import drop_insignificant_objects, object_significance
-from celltrack.synthetic import generate_movie
+from celltrack.synthetic import disc_labels, generate_movie
 
 
 def _disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+    return disc_labels(shape, [centre], radius) > 0
 
 
 def test_faint_nucleus_is_significant_and_a_noise_patch_is_not() -> None:

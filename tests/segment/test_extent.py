@@ -11,16 +11,9 @@ from scipy import ndimage as ndi
 from celltrack.models import SegNet, SegNetConfig
 from celltrack.segment import ExtentConfig, SegNetSegmenter, SegNetSegmenterConfig, grow_to_half_maximum
 from celltrack.segment.extent import _label_medians
+from celltrack.synthetic import disc_labels
 
 torch.set_num_threads(1)
-
-
-def _discs(shape: tuple[int, int], centres: list[tuple[float, float]], radius: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.int32)
-    for i, (cy, cx) in enumerate(centres, start=1):
-        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (labels == 0)] = i
-    return labels
 
 
 def _render(truth: np.ndarray, blur: float, noise: float = 2.0, seed: int = 0) -> np.ndarray:
@@ -37,9 +30,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("pixel_scale", [1.0, 2.0])
 def test_recovers_the_true_extent_of_an_eroded_nucleus(pixel_scale: float) -> None:
     s = pixel_scale
-    truth = _discs((round(64 * s), round(64 * s)), [(32 * s, 32 * s)], 10 * s)
+    truth = disc_labels((round(64 * s), round(64 * s)), [(32 * s, 32 * s)], 10 * s)
     image = _render(truth, blur=1.5 * s)
-    eroded = _discs(truth.shape, [(32 * s, 32 * s)], 8 * s)  # a network's object 2 model px too small
+    eroded = disc_labels(truth.shape, [(32 * s, 32 * s)], 8 * s)  # a network's object 2 model px too small
     assert _iou(eroded > 0, truth > 0) < 0.7
     grown = grow_to_half_maximum(eroded, image, pixel_scale=s)
     assert grown.dtype == np.int32 and set(np.unique(grown)) == {0, 1}
@@ -53,16 +46,16 @@ def test_recovers_the_true_extent_of_an_eroded_nucleus(pixel_scale: float) -> No
 
 
 def test_reach_is_scaled_by_pixel_scale() -> None:
-    truth = _discs((128, 128), [(64, 64)], 20)
+    truth = disc_labels((128, 128), [(64, 64)], 20)
     image = _render(truth, blur=3.0)
-    eroded = _discs(truth.shape, [(64, 64)], 16)
+    eroded = disc_labels(truth.shape, [(64, 64)], 16)
     at_model_scale = grow_to_half_maximum(eroded, image, pixel_scale=1.0)  # grows by 2 px only
     at_frame_scale = grow_to_half_maximum(eroded, image, pixel_scale=2.0)  # by up to 4 px
     assert _iou(at_model_scale > 0, truth > 0) < _iou(at_frame_scale > 0, truth > 0) - 0.05
 
 
 def test_objects_only_grow_and_never_take_a_neighbours_pixels() -> None:
-    truth = _discs((60, 90), [(30, 28), (30, 50), (30, 76)], 11)  # 1 and 2 touch; 3 stands apart
+    truth = disc_labels((60, 90), [(30, 28), (30, 50), (30, 76)], 11)  # 1 and 2 touch; 3 stands apart
     image = _render(truth, blur=1.5)
     labels = truth.copy()
     labels[(truth == 1) & ~ndi.binary_erosion(truth == 1, iterations=2)] = 0  # object 1 is too small
@@ -75,7 +68,7 @@ def test_objects_only_grow_and_never_take_a_neighbours_pixels() -> None:
 
 
 def test_objects_without_contrast_or_surroundings_are_left_as_they_are() -> None:
-    labels = _discs((40, 40), [(20, 20)], 8)
+    labels = disc_labels((40, 40), [(20, 20)], 8)
     flat = np.full(labels.shape, 100.0, np.float32)
     np.testing.assert_array_equal(grow_to_half_maximum(labels, flat), labels)
     dark = np.where(ndi.binary_dilation(labels > 0, iterations=3), 50.0, 100.0)  # darker than its ring
@@ -99,7 +92,7 @@ def test_label_medians_match_numpy() -> None:
 
 
 def test_input_and_config_validation() -> None:
-    labels = _discs((20, 30), [(10, 10)], 4)
+    labels = disc_labels((20, 30), [(10, 10)], 4)
     with pytest.raises(ValueError, match=r"same shape .*\(20, 30\) and \(20, 31\)"):
         grow_to_half_maximum(labels, np.zeros((20, 31)))
     with pytest.raises(ValueError, match="same shape"):
@@ -122,10 +115,10 @@ def test_segnet_segmenter_applies_the_extent_step(monkeypatch: pytest.MonkeyPatc
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = SegNet(SegNetConfig(n_members=1)).eval()
-    truth = _discs((48, 64), [(24, 20), (24, 44)], 9)
+    truth = disc_labels((48, 64), [(24, 20), (24, 44)], 9)
     frame = _render(truth, blur=1.5).astype(np.uint16)
     # Maps of a network that sees both nuclei 2 px too small.
-    small = _discs(truth.shape, [(24, 20), (24, 44)], 7) > 0
+    small = disc_labels(truth.shape, [(24, 20), (24, 44)], 7) > 0
     probs = np.stack([small * 0.95, np.zeros(truth.shape), 1 - small * 0.95]).astype(np.float32)
     segmenters = {}
     for name, extent in (("plain", None), ("grown", ExtentConfig())):

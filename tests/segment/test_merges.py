@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 
 from celltrack.segment import MergeSplitConfig, MergeSplitter, split_merged_nuclei
+from celltrack.synthetic import disc_labels
 
 
 def discs(shape: tuple[int, int], centres: list[tuple[float, float]], radius: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.uint16)
-    for label, (cy, cx) in enumerate(centres, start=1):
-        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (labels == 0)] = label
-    return labels
+    return disc_labels(shape, centres, radius, np.uint16)
 
 
 def test_two_touching_nuclei_merged_into_one_object_are_cut_apart() -> None:

@@ -105,3 +105,33 @@ def test_split_movie_corrects_frames_in_order_with_the_frame_before() -> None:
     corrected = list(MergeSplitter().split_movie([apart, daughters, rejoined]))
     assert len(corrected) == 3 and corrected[0] is apart
     assert len(np.unique(corrected[2])) == 3
+
+
+def _frame_with_neighbours(extra: np.ndarray) -> np.ndarray:
+    """``extra`` (labels 1, 2, ...) plus four typical nuclei (labels 11-14), which set the median size."""
+    frame = extra.astype(np.uint16).copy()
+    others = discs(frame.shape, [(15, 100), (45, 100), (75, 100), (105, 100)], 10)
+    frame[others > 0] = others[others > 0] + 10
+    return frame
+
+
+def test_touching_fragments_of_one_nucleus_are_joined_again() -> None:
+    previous = _frame_with_neighbours(discs((120, 120), [(40, 40)], 10))
+    halves = discs((120, 120), [(40, 40)], 10)
+    halves[:, 40:][halves[:, 40:] > 0] = 2  # over-split now, the halves touch
+    current = _frame_with_neighbours(halves)
+    joined = MergeSplitter().rejoin(previous, current)
+    assert joined[40, 35] == joined[40, 45] == 1
+    assert np.array_equal(joined > 0, current > 0)
+    assert list(MergeSplitter().split_movie([previous, current]))[1][40, 45] == 1
+    assert MergeSplitter(MergeSplitConfig(rejoin_fragments=False)).rejoin(previous, current) is current
+
+
+def test_separated_daughters_and_a_merged_pair_coming_apart_are_left_alone() -> None:
+    mother = _frame_with_neighbours(discs((120, 120), [(40, 40)], 10))
+    daughters = _frame_with_neighbours(discs((120, 120), [(40, 30), (40, 52)], 7))  # apart: a division
+    assert MergeSplitter().rejoin(mother, daughters) is daughters
+    # Two nuclei that were one (merged) object, twice a nucleus's size, and now touch as two objects.
+    merged = _frame_with_neighbours((discs((120, 120), [(40, 30), (40, 50)], 10) > 0).astype(np.uint16))
+    pair = _frame_with_neighbours(discs((120, 120), [(40, 30), (40, 50)], 10))
+    assert MergeSplitter().rejoin(merged, pair) is pair

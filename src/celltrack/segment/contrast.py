@@ -22,28 +22,14 @@ import logging
 import numpy as np
 from skimage.segmentation import expand_labels
 
+from celltrack.segment.extent import _label_medians
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["drop_insignificant_objects", "object_significance"]
 
 #: Robust standard deviation of Gaussian noise from its median absolute deviation.
 _MAD_TO_STD = 1.4826
-
-
-def _group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Median of ``values`` per integer group in ``[0, n_groups)``; NaN for empty groups."""
-    medians = np.full(n_groups, np.nan)
-    if len(values) == 0:
-        return medians
-    order = np.lexsort((values, groups))
-    values, groups = values[order], groups[order]
-    counts = np.bincount(groups, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    present = counts > 0
-    low = starts[present] + (counts[present] - 1) // 2
-    high = starts[present] + counts[present] // 2
-    medians[present] = 0.5 * (values[low] + values[high])
-    return medians
 
 
 def object_significance(labels: np.ndarray, image: np.ndarray, ring_width: int = 3) -> np.ndarray:
@@ -84,9 +70,9 @@ def object_significance(labels: np.ndarray, image: np.ndarray, ring_width: int =
     ring = (labels == 0) & (expanded > 0)
     ring_labels = expanded[ring].astype(np.int64)
     ring_values = values[ring]
-    background = _group_medians(ring_values, ring_labels, n)
+    background = _label_medians(ring_values, ring_labels, n - 1)
     deviation = np.abs(ring_values - background[ring_labels])
-    spread = _MAD_TO_STD * _group_medians(deviation, ring_labels, n)
+    spread = _MAD_TO_STD * _label_medians(deviation, ring_labels, n - 1)
     contrast = mean - background
     with np.errstate(divide="ignore", invalid="ignore"):
         z = contrast * np.sqrt(area) / spread

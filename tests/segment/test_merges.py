@@ -135,3 +135,16 @@ def test_separated_daughters_and_a_merged_pair_coming_apart_are_left_alone() -> 
     merged = _frame_with_neighbours((discs((120, 120), [(40, 30), (40, 50)], 10) > 0).astype(np.uint16))
     pair = _frame_with_neighbours(discs((120, 120), [(40, 30), (40, 50)], 10))
     assert MergeSplitter().rejoin(merged, pair) is pair
+
+
+def test_a_nucleus_that_moved_far_counts_as_held_where_its_old_centre_lies() -> None:
+    previous = discs((60, 80), [(30, 25), (30, 55)], 10)
+    # Now one object: a small piece over nucleus 1's old centre (a third of its area), a bridge, and
+    # nucleus 2. Nucleus 1 overlaps no current object by half, but its old centre lies in this one.
+    current = ((discs((60, 80), [(30, 26)], 6) > 0) | (discs((60, 80), [(30, 55)], 10) > 0)).astype(np.uint16)
+    current[27:34, 26:55] = 1
+    overlap = np.count_nonzero((previous == 1) & (current == 1)) / np.count_nonzero(previous == 1)
+    assert overlap < MergeSplitConfig().min_overlap
+    assert MergeSplitter().merged_objects(previous, current) == {1: [1, 2]}
+    split = split_merged_nuclei(previous, current)
+    assert split[30, 26] != split[30, 55]

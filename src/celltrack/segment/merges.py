@@ -2,7 +2,8 @@
 
 Touching nuclei are the commonest segmentation error, and they break tracks: one of the two nuclei has no
 detection while they touch. The previous frame, already corrected, tells which objects hold two nuclei: an
-object that contains most of two or more previous nuclei, and is about as large as them together, is cut
+object that contains most of two or more previous nuclei (or their old centres, for nuclei that moved by a
+good part of their size and so lie mostly inside no object), and is about as large as them together, is cut
 between them by a seeded watershed on its distance transform, seeded by those nuclei (eroded, so the cut
 may move with them), if it narrows there or the nuclei were both whole (each at least ``whole_fraction``
 of the previous frame's median object: two nuclei pressed flat together show no neck). A division (one
@@ -115,6 +116,17 @@ class MergeSplitter:
         previous_area = np.bincount(previous.ravel(), minlength=n_previous)
         held = counts >= self.config.min_overlap * previous_area[prev]
         cur, prev = cur[held], prev[held]
+        # A nucleus no current object holds (it moved by a good part of its size) counts as held by the
+        # object its old centroid falls in; the area test below still asks for room for all of them.
+        unheld = np.setdiff1d(np.flatnonzero(previous_area), np.r_[0, prev])
+        if len(unheld):
+            centroids = ndi.center_of_mass(np.ones(previous.shape), previous, unheld)
+            rows, cols = np.round(np.asarray(centroids, np.float64).reshape(-1, 2)).astype(np.int64).T
+            under = current[rows, cols]
+            moved = under > 0
+            order = np.argsort(np.r_[cur, under[moved]], kind="stable")
+            cur = np.r_[cur, under[moved]][order]
+            prev = np.r_[prev, unheld[moved]][order]
         if len(cur) < 2:
             return {}
         current_area = np.bincount(current.ravel())
@@ -122,7 +134,7 @@ class MergeSplitter:
         for label in np.unique(cur[np.r_[False, cur[1:] == cur[:-1]]]).tolist():
             nuclei = prev[cur == label]
             if current_area[label] >= self.config.min_area_ratio * previous_area[nuclei].sum():
-                merged[int(label)] = [int(p) for p in nuclei]
+                merged[int(label)] = sorted(int(p) for p in nuclei)
         return merged
 
     def split(

@@ -100,6 +100,8 @@ class MovieSegmenter:
     pixel_scale : float or None
         Frame pixels per SegNet model pixel, for the growth step's lengths; None skips growth (classic
         masks come from an intensity threshold already).
+    nucleus_diameter : float, optional
+        Nucleus diameter the segmenter works with (px; recorded in ``celltrack.json``).
     """
 
     def __init__(
@@ -108,16 +110,14 @@ class MovieSegmenter:
         config: SegmentationConfig,
         method: str = "segnet",
         pixel_scale: float | None = 1.0,
+        nucleus_diameter: float | None = None,
     ) -> None:
         self.segment = segment
         self.config = config
         self.method = method
         self.pixel_scale = pixel_scale
+        self.nucleus_diameter = nucleus_diameter
         self.splitter = MergeSplitter(config.merge_split)
-        #: Nucleus diameter the segmenter works with (px; measured when the config says "auto").
-        self.nucleus_diameter: float | None = (
-            float(config.nucleus_diameter) if isinstance(config.nucleus_diameter, float | int) else None
-        )
 
     @classmethod
     def build(
@@ -125,9 +125,7 @@ class MovieSegmenter:
     ) -> MovieSegmenter:
         """The segmenter a config asks for (see :func:`build_segmenter`)."""
         method, segment, pixel_scale, diameter = _per_frame_segmenter(config, device, sample)
-        segmenter = cls(segment, config, method, pixel_scale)
-        segmenter.nucleus_diameter = diameter
-        return segmenter
+        return cls(segment, config, method, pixel_scale, diameter)
 
     def label_frames(self, images: ImageSequence | np.ndarray, frames: Iterable[int]) -> Iterator[np.ndarray]:
         """Labels of ``frames`` (consecutive, in order), each after the merge split and growth.

@@ -106,21 +106,16 @@ class MergeSplitter:
             ``{current label: [previous labels]}``.
         """
         previous, current = _check_pair(previous, current)
-        both = (previous > 0) & (current > 0)
-        if not both.any():
+        cur, prev, counts, previous_area, current_area = _overlaps(previous, current)
+        if len(cur) == 0:
             return {}
-        n_previous = int(previous.max()) + 1
-        pairs = current[both].astype(np.int64) * n_previous + previous[both]
-        keys, counts = np.unique(pairs, return_counts=True)
-        cur, prev = np.divmod(keys, n_previous)
-        previous_area = np.bincount(previous.ravel(), minlength=n_previous)
         held = counts >= self.config.min_overlap * previous_area[prev]
         cur, prev = cur[held], prev[held]
         # A nucleus no current object holds (it moved by a good part of its size) counts as held by the
         # object its old centroid falls in; the area test below still asks for room for all of them.
         unheld = np.setdiff1d(np.flatnonzero(previous_area), np.r_[0, prev])
         if len(unheld):
-            centroids = ndi.center_of_mass(np.ones(previous.shape), previous, unheld)
+            centroids = ndi.center_of_mass(previous > 0, previous, unheld)
             rows, cols = np.round(np.asarray(centroids, np.float64).reshape(-1, 2)).astype(np.int64).T
             under = current[rows, cols]
             moved = under > 0
@@ -129,7 +124,6 @@ class MergeSplitter:
             prev = np.r_[prev, unheld[moved]][order]
         if len(cur) < 2:
             return {}
-        current_area = np.bincount(current.ravel())
         merged: dict[int, list[int]] = {}
         for label in np.unique(cur[np.r_[False, cur[1:] == cur[:-1]]]).tolist():
             nuclei = prev[cur == label]
@@ -200,7 +194,6 @@ class MergeSplitter:
         logger.debug("split %d of %d merged objects", split, len(merged))
         return out if split else current
 
-
     def split_movie(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Correct consecutive label images in order: each is split against the two corrected before it.
 
@@ -239,13 +232,7 @@ class MergeSplitter:
         config = self.config
         if not (config.enabled and config.rejoin_fragments) or not previous.any() or not current.any():
             return current
-        previous_area = np.bincount(previous.ravel())
-        current_area = np.bincount(current.ravel())
-        both = (previous > 0) & (current > 0)
-        n_previous = len(previous_area)
-        pairs = current[both].astype(np.int64) * n_previous + previous[both]
-        keys, counts = np.unique(pairs, return_counts=True)
-        cur, prev = np.divmod(keys, n_previous)
+        cur, prev, counts, previous_area, current_area = _overlaps(previous, current)
         inside = counts >= 0.5 * current_area[cur]
         cur, prev = cur[inside], prev[inside]
         single = config.max_single_ratio * float(np.median(previous_area[1:][previous_area[1:] > 0]))
@@ -255,7 +242,7 @@ class MergeSplitter:
         nuclei, n_pieces = np.unique(prev, return_counts=True)
         for nucleus in nuclei[n_pieces >= 2].tolist():
             pieces = cur[prev == nucleus]
-            if len(pieces) < 2 or previous_area[nucleus] > single:
+            if previous_area[nucleus] > single:
                 continue
             if current_area[pieces].sum() > config.max_fragments_ratio * previous_area[nucleus]:
                 continue
@@ -279,6 +266,27 @@ def split_merged_nuclei(
 ) -> np.ndarray:
     """Functional form of :meth:`MergeSplitter.split`."""
     return MergeSplitter(config).split(previous, current, before)
+
+
+def _overlaps(
+    previous: np.ndarray, current: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Overlapping (current label, previous label) pairs, sorted by current label, and the object areas.
+
+    Returns
+    -------
+    cur, prev, counts : numpy.ndarray of int, shape (P,)
+        Labels of each overlapping pair and their overlap (px).
+    previous_area, current_area : numpy.ndarray of int
+        Area of every label value (index 0: background).
+    """
+    previous_area = np.bincount(previous.ravel())
+    current_area = np.bincount(current.ravel())
+    both = (previous > 0) & (current > 0)
+    pairs = current[both].astype(np.int64) * len(previous_area) + previous[both]
+    keys, counts = np.unique(pairs, return_counts=True)
+    cur, prev = np.divmod(keys, len(previous_area))
+    return cur, prev, counts, previous_area, current_area
 
 
 def _grown_box(box: tuple[slice, slice], shape: tuple[int, ...], area: float) -> tuple[slice, slice]:

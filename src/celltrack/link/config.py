@@ -128,13 +128,6 @@ class AppearanceConfig(BaseModel):
     learning_rate: float = Field(
         0.2, ge=0, le=1, description="Filter update rate eta at each linked position."
     )
-
-    @field_validator("window", "downsample")
-    @classmethod
-    def _positive_int(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be a positive number of pixels or 'auto', got {value}")
-        return value
     sigma: float | Auto = Field(
         "auto", description="Std of the Gaussian filter target (px). auto: max(2, diameter / 10)."
     )
@@ -144,6 +137,13 @@ class AppearanceConfig(BaseModel):
         description="The response at a candidate is the maximum within this radius (px) of it, so that a "
         "centroid a few pixels off the filter's peak is not penalised. auto: max(1, diameter / 8).",
     )
+
+    @field_validator("window", "downsample")
+    @classmethod
+    def _positive_int(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be a positive number of pixels or 'auto', got {value}")
+        return value
 
 
 class SizeConfig(BaseModel):

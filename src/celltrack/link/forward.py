@@ -54,6 +54,7 @@ class ForwardResult:
 def _candidate_pairs(
     tree: cKDTree, predicted: np.ndarray, radius: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (query row, tree point) within ``radius`` of each query, as two flat int64 arrays."""
     found = tree.query_ball_point(predicted, r=radius)
     rows = np.repeat(np.arange(len(predicted)), [len(f) for f in found])
     cols = np.fromiter((c for f in found for c in f), np.int64, count=len(rows))

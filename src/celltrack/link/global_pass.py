@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from celltrack.link.costs import Scene
 from celltrack.link.divisions import division_cost
-from celltrack.link.forward import ForwardResult
+from celltrack.link.forward import ForwardResult, _candidate_pairs
 from celltrack.link.lap import solve_sparse_assignment
 
 logger = logging.getLogger(__name__)
@@ -112,12 +112,9 @@ def _same_frame_pairs(
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     spacing = 2.0 * float(radius.max()) + 1.0
     tree = cKDTree(np.column_stack([points_yx, spacing * points_frame.astype(np.float64)]))
-    found = tree.query_ball_point(
-        np.column_stack([query_yx, spacing * query_frame.astype(np.float64)]), r=radius
+    return _candidate_pairs(
+        tree, np.column_stack([query_yx, spacing * query_frame.astype(np.float64)]), radius
     )
-    query_index = np.repeat(np.arange(len(query_yx), dtype=np.int64), [len(f) for f in found])
-    point_index = np.fromiter((p for f in found for p in f), np.int64, count=len(query_index))
-    return query_index, point_index
 
 
 def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: np.ndarray) -> np.ndarray:

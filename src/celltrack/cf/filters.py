@@ -457,17 +457,7 @@ def sample_circular(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     torch.Tensor
         (M,) sampled values.
     """
-    positions = positions.to(dtype=maps.dtype)
-    base = torch.floor(positions)
-    frac = positions - base
-    iy, ix = base[:, 0].to(torch.int64), base[:, 1].to(torch.int64)
-    fy, fx = frac[:, 0], frac[:, 1]
-    return (
-        _gather(maps, iy, ix) * (1 - fy) * (1 - fx)
-        + _gather(maps, iy + 1, ix) * fy * (1 - fx)
-        + _gather(maps, iy, ix + 1) * (1 - fy) * fx
-        + _gather(maps, iy + 1, ix + 1) * fy * fx
-    )
+    return max_over_steps(maps, positions, torch.zeros((1, 2), dtype=torch.int64))
 
 
 def max_over_steps(maps: torch.Tensor, positions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:

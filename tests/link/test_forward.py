@@ -26,52 +26,88 @@ def _scene(yx: list[tuple[float, float]], frames: list[int]) -> Scene:
     return Scene.build(table, config, frame_shape=(400, 400))
 
 
-def test_only_uncontested_certain_links_skip_the_filters() -> None:
-    # Frame 0: three tracks; frame 1: A's detection 2 px away (alone), B and C both near one detection,
-    # and a lone detection 28 px from track D (linked or not depending on the response).
-    previous = [(50.0, 50.0), (200.0, 200.0), (200.0, 212.0), (300.0, 100.0)]
-    current = [(52.0, 50.0), (200.0, 206.0), (300.0, 128.0)]
-    scene = _scene(previous + current, [0] * 4 + [1] * 3)
-    row_node = np.arange(4)
-    targets = np.arange(4, 7)
-    rows = np.array([0, 1, 2, 3])
-    cols = np.array([0, 1, 1, 2])
+class _CountingFilters:
+    """Stand-in appearance model: a fixed response for every pair, remembering which pairs were asked."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.asked: list[tuple[int, int]] = []
+
+    def responses(self, windows, predicted, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        self.asked.extend(zip(rows.tolist(), cols.tolist(), strict=True))
+        return np.full(len(rows), self.value)
+
+
+def test_responses_are_measured_only_where_they_can_change_the_links() -> None:
+    # Frame 0: four tracks; frame 1: A's detection 2 px away (alone), B and C both near one detection,
+    # and a lone detection 28 px from track D (linked or not depending on the response). Track E was
+    # missing in frame 0 (a gap) and has the unclaimed detection next to it.
+    previous = [(50.0, 50.0), (200.0, 200.0), (200.0, 212.0), (300.0, 100.0), (100.0, 300.0)]
+    current = [(52.0, 50.0), (200.0, 206.0), (300.0, 128.0), (100.0, 303.0)]
+    scene = _scene(previous + current, [0] * 4 + [-1] + [1] * 4)
+    row_node = np.arange(5)
+    targets = np.arange(5, 9)
+    rows = np.array([0, 1, 2, 3, 4])
+    cols = np.array([0, 1, 1, 2, 3])
     squared = np.sum((scene.yx[targets[cols]] - scene.yx[row_node[rows]]) ** 2, axis=1)
-    alive = np.ones(4, bool)
-    settled = forward_module._linked_whatever_the_response(
-        scene, row_node, targets, rows, cols, alive, squared
-    )
-    worst_far = scene.link_cost(np.array([3]), np.array([6]), squared[3:], 1, np.zeros(1))
-    assert worst_far[0] > scene.gate  # the far pair would not be linked with a poor response
-    assert settled.tolist() == [True, False, False, False]
-    # A track that was missing (gap) never settles: its response is kept for gap closing.
-    assert not forward_module._linked_whatever_the_response(
-        scene, row_node, targets, rows, cols, np.array([False, True, True, True]), squared
-    )[0]
+    alive = np.array([True, True, True, True, False])
+    worst_far = scene.link_cost(np.array([3]), np.array([7]), squared[3:4], 1, np.zeros(1))
+    best_far = scene.link_cost(np.array([3]), np.array([7]), squared[3:4], 1, np.ones(1))
+    assert best_far[0] < scene.gate < worst_far[0]  # the response decides whether D links
+    row_alternative = np.where(alive, 0.5 * scene.gate, np.inf)
+    col_alternative = np.full(4, 0.5 * scene.gate)
+    for value, d_linked in ((1.0, True), (0.0, False)):
+        filters = _CountingFilters(value)
+        linked_rows, linked_cols, measured, response = forward_module._assign_with_appearance(
+            scene,
+            filters,
+            None,
+            scene.yx[row_node],
+            row_node,
+            targets,
+            rows,
+            cols,
+            squared,
+            alive,
+            row_alternative,
+            col_alternative,
+        )
+        links = dict(zip(linked_rows.tolist(), linked_cols.tolist(), strict=True))
+        assert links[0] == 0 and (links.get(3) == 2) == d_linked
+        assert 1 in links or 2 in links
+        # A's certain link is never measured; B, C and D are. The gap row E and the detection left
+        # without a track are measured for gap closing.
+        assert (0, 0) not in filters.asked
+        assert {(1, 1), (2, 1), (3, 2), (4, 3)} <= set(filters.asked)
+        assert measured.tolist() == [False, True, True, True, True]
+        np.testing.assert_array_equal(response[measured], value)
 
 
 @pytest.mark.parametrize("seed", [0, 5])
-def test_skipping_settled_pairs_leaves_the_links_unchanged(seed: int, monkeypatch, detections_of) -> None:
+def test_skipping_decided_components_leaves_the_links_unchanged(
+    seed: int, monkeypatch, detections_of
+) -> None:
     movie = generate_movie(frames=12, height=192, width=192, nuclei=25, seed=seed)
     table = detections_of(movie.labels, movie.images).drop(columns=["mean_intensity"], errors="ignore")
     frames = list(movie.images)
-    measured_everywhere = forward_module._linked_whatever_the_response
-    settled_counts: list[int] = []
+    robust = forward_module.solve_robust_assignment
+    counts = {"undecided": 0, "pairs": 0}
 
-    def counting(*args: object) -> np.ndarray:
-        settled = measured_everywhere(*args)
-        settled_counts.append(int(settled.sum()))
-        return settled
+    def counting(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        result = robust(*args)
+        counts["undecided"] += int(result[2].sum())
+        counts["pairs"] += len(result[2])
+        return result
 
-    monkeypatch.setattr(forward_module, "_linked_whatever_the_response", counting)
+    monkeypatch.setattr(forward_module, "solve_robust_assignment", counting)
     skipped = Linker().link(table, frames)
-    assert sum(settled_counts) > 0  # the comparison below is about real skips
+    assert 0 < counts["undecided"] < counts["pairs"]  # some real skips, some real measurements
 
-    monkeypatch.setattr(
-        forward_module,
-        "_linked_whatever_the_response",
-        lambda *args: np.zeros_like(measured_everywhere(*args)),
-    )
+    def nothing_decided(rows: np.ndarray, *args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.ones(len(rows), bool)
+
+    monkeypatch.setattr(forward_module, "solve_robust_assignment", nothing_decided)
     full = Linker().link(table, frames)
     pd.testing.assert_frame_equal(
         skipped.edges.sort_values(["source", "target"]).reset_index(drop=True),

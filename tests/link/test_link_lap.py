@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from celltrack.link import solve_sparse_assignment
+from celltrack.link import solve_robust_assignment, solve_sparse_assignment
 
 
 def brute_force(pairs: dict[tuple[int, int], float], row_alt: np.ndarray, col_alt: np.ndarray) -> float:
@@ -80,3 +80,82 @@ def test_rejects_bad_input() -> None:
         solve_sparse_assignment([0, 1], [0], [1.0], np.ones(2), np.ones(1))
     with pytest.raises(ValueError, match="out of range"):
         solve_sparse_assignment([2], [0], [0.1], np.ones(2), np.ones(1))
+
+
+def _dense_optimum(rows, cols, costs, row_alt, col_alt) -> float:
+    """Optimal total cost from one dense Jaqaman block matrix over the whole problem."""
+    from scipy.optimize import linear_sum_assignment
+
+    n, m = len(row_alt), len(col_alt)
+    block = np.full((n + m, m + n), 1e9)
+    block[rows, cols] = costs
+    block[np.arange(n), m + np.arange(n)] = row_alt
+    block[n + np.arange(m), np.arange(m)] = col_alt
+    block[n:, m:] = 0.0
+    r, c = linear_sum_assignment(block)
+    return float(block[r, c].sum())
+
+
+def test_many_components_solved_in_shared_batches_stay_optimal() -> None:
+    # 60 components of up to 6 x 6 (far more rows plus columns than one batch holds), one much larger.
+    rng = np.random.default_rng(1)
+    rows, cols, offset_r, offset_c = [], [], 0, 0
+    for size in [*rng.integers(1, 7, 60), 40]:
+        mask = rng.random((size, size)) < 0.5
+        mask[np.arange(size), np.arange(size)] = True  # connected enough to be one or a few components
+        r, c = np.nonzero(mask)
+        rows.append(r + offset_r)
+        cols.append(c + offset_c)
+        offset_r, offset_c = offset_r + size, offset_c + size
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    costs = rng.normal(1.0, 1.0, len(rows))
+    row_alt, col_alt = rng.uniform(0.2, 1.5, offset_r), rng.uniform(0.2, 1.5, offset_c)
+    r, c = solve_sparse_assignment(rows, cols, costs, row_alt, col_alt)
+    assert len(set(r.tolist())) == len(r) and len(set(c.tolist())) == len(c)
+    lookup = {(int(a), int(b)): float(v) for a, b, v in zip(rows, cols, costs, strict=True)}
+    assert total_cost(r, c, lookup, row_alt, col_alt) == pytest.approx(
+        _dense_optimum(rows, cols, costs, row_alt, col_alt)
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_robust_assignment_is_optimal_for_any_costs_within_the_bounds(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_rows, n_cols = 12, 12
+    # Block-diagonal candidate graph: several small independent components.
+    block = np.arange(n_rows)[:, None] // 3 == np.arange(n_cols)[None, :] // 3
+    rows, cols = np.nonzero(block & (rng.random((n_rows, n_cols)) < 0.7))
+    lower = rng.normal(1.0, 1.0, len(rows))
+    upper = lower + rng.choice([0.0, 0.05, 1.5], len(rows))  # tight and loose bounds
+    row_alt, col_alt = rng.uniform(0.5, 1.5, n_rows), rng.uniform(0.5, 1.5, n_cols)
+    linked_r, linked_c, undecided = solve_robust_assignment(rows, cols, lower, upper, row_alt, col_alt)
+    decided_rows = set(rows[~undecided].tolist()) - set(rows[undecided].tolist())
+    for _ in range(20):
+        costs = rng.uniform(lower, upper)
+        best_r, best_c = solve_sparse_assignment(rows, cols, costs, row_alt, col_alt)
+        best = {(a, b) for a, b in zip(best_r.tolist(), best_c.tolist(), strict=True) if a in decided_rows}
+        assert set(zip(linked_r.tolist(), linked_c.tolist(), strict=True)) == best
+    # Undecided pairs come in whole components: no decided link shares a row or column with them.
+    assert not set(linked_r.tolist()) & set(rows[undecided].tolist())
+    assert not set(linked_c.tolist()) & set(cols[undecided].tolist())
+
+
+def test_robust_assignment_flags_only_components_the_bounds_can_flip() -> None:
+    # Rows 0 and 1 compete for column 0 (costs overlap); row 2 has column 2 to itself, cheaply.
+    rows, cols = np.array([0, 1, 2]), np.array([0, 0, 2])
+    lower, upper = np.array([0.2, 0.3, 0.1]), np.array([0.6, 0.7, 0.4])
+    r, c, undecided = solve_robust_assignment(rows, cols, lower, upper, np.ones(3), np.ones(3))
+    assert undecided.tolist() == [True, True, False]
+    assert r.tolist() == [2] and c.tolist() == [2]
+    # Equal bounds: nothing is left to measure.
+    r, c, undecided = solve_robust_assignment(rows, cols, lower, lower, np.ones(3), np.ones(3))
+    assert not undecided.any() and dict(zip(r.tolist(), c.tolist(), strict=True)) == {0: 0, 2: 2}
+
+
+def test_robust_assignment_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="at most its upper"):
+        solve_robust_assignment([0], [0], [1.0], [0.5], np.ones(1), np.ones(1))
+    with pytest.raises(ValueError, match="equal lengths"):
+        solve_robust_assignment([0, 1], [0], [1.0], [1.0], np.ones(2), np.ones(1))
+    with pytest.raises(ValueError, match="distinct"):
+        solve_robust_assignment([0, 0], [0, 0], [0.1, 0.2], [0.1, 0.2], np.ones(1), np.ones(1))

@@ -20,7 +20,7 @@ from celltrack.link.config import (
     measure_scene,
 )
 from celltrack.link.hungarian import HungarianConfig, HungarianLinker, assign_frame_pair, link_hungarian
-from celltrack.link.lap import solve_sparse_assignment
+from celltrack.link.lap import solve_robust_assignment, solve_sparse_assignment
 from celltrack.link.linker import Linker, link_tracks, measure_intensities
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "link_tracks",
     "measure_intensities",
     "measure_scene",
+    "solve_robust_assignment",
     "solve_sparse_assignment",
 ]

@@ -182,8 +182,58 @@ class Scene:
             cues = cues - excess[group]
         return self.link_motion_cost(squared_distance, frames_apart) + cues
 
+    def link_cost_bounds(
+        self,
+        source: np.ndarray,
+        target: np.ndarray,
+        squared_distance: np.ndarray,
+        frames_apart: np.ndarray | int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest :meth:`link_cost` of each pair over every possible filter response.
+
+        A response is in [0, 1] or missing (NaN), and the bounds hold for any responses of all pairs
+        together: through the cue shift, a pair's cost also depends on the responses of its source's
+        other candidates (it falls when they rise), which the bounds take at their extremes.
+
+        Returns
+        -------
+        lower, upper : numpy.ndarray, shape (P,)
+        """
+        appearance = self.config.appearance
+        change = self.change_cost(source, target)
+        best = appearance.weight * self.gate * (appearance.neutral_response - 1.0)
+        worst = appearance.weight * self.gate * appearance.neutral_response
+        low_cue, high_cue = change + min(best, 0.0), change + max(worst, 0.0)
+        source = np.asarray(source, np.int64)
+        if len(source):
+            _, group = np.unique(source, return_inverse=True)
+            penalty = self.config.max_cue_penalty * self.gate
+            # The shift is ``max(min(cues) - penalty, 0)``: smallest when the other candidates' cues are low.
+            low_others, high_others = _min_of_others(low_cue, group), _min_of_others(high_cue, group)
+            low_cue = low_cue - np.maximum(np.minimum(low_cue, high_others) - penalty, 0.0)
+            high_cue = high_cue - np.maximum(np.minimum(high_cue, low_others) - penalty, 0.0)
+        motion = self.link_motion_cost(squared_distance, frames_apart)
+        return motion + low_cue, motion + high_cue
+
     def link_motion_cost(self, squared_distance: np.ndarray, frames_apart: np.ndarray | int) -> np.ndarray:
         """Motion cost of a displacement over ``frames_apart`` frames (random-walk scale ``sigma * sqrt``)."""
         motion = self.config.motion
         scale = motion.sigma * np.sqrt(np.maximum(np.asarray(frames_apart, np.float64), 1.0))
         return motion_cost(squared_distance, scale, motion.dof)
+
+
+def _min_of_others(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """For each element, the minimum of ``values`` over the other elements of its group (inf if alone)."""
+    order = np.lexsort((values, group))
+    sorted_group, sorted_values = group[order], values[order]
+    first = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    n_groups = int(group.max()) + 1
+    smallest = np.full(n_groups, np.inf)
+    second = np.full(n_groups, np.inf)
+    smallest[sorted_group[first]] = sorted_values[first]
+    has_second = first + 1 < len(order)
+    has_second[has_second] = sorted_group[first[has_second] + 1] == sorted_group[first[has_second]]
+    second[sorted_group[first[has_second]]] = sorted_values[first[has_second] + 1]
+    holder = np.full(n_groups, -1)
+    holder[sorted_group[first]] = order[first]
+    return np.where(holder[group] == np.arange(len(values)), second[group], smallest[group])

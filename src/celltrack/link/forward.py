@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from celltrack.link.appearance import TrackFilters
+from celltrack.link.appearance import FrameWindows, TrackFilters
 from celltrack.link.costs import Scene
-from celltrack.link.lap import solve_sparse_assignment
+from celltrack.link.lap import solve_robust_assignment, solve_sparse_assignment
 
 logger = logging.getLogger(__name__)
 
@@ -61,39 +61,72 @@ def _candidate_pairs(
     return rows.astype(np.int64), cols
 
 
-def _linked_whatever_the_response(
+def _assign_with_appearance(
     scene: Scene,
+    appearance: TrackFilters,
+    windows: FrameWindows,
+    predicted: np.ndarray,
     row_node: np.ndarray,
     targets: np.ndarray,
     rows: np.ndarray,
     cols: np.ndarray,
-    alive: np.ndarray,
     squared: np.ndarray,
-) -> np.ndarray:
-    """Candidate pairs the assignment links for every filter response in [0, 1].
+    alive: np.ndarray,
+    row_alternative: np.ndarray,
+    col_alternative: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's assignment, measuring filter responses only where they can change it.
 
-    A pair qualifies when it is its row's only candidate and its column's only claimant among the tracks
-    seen in the previous frame (``alive``), so it forms its own assignment problem, and even the worst
-    response (0) leaves its cost below the alternative of a death plus a birth (one gate).
+    Most components of the candidate graph are decided by motion and size alone whatever the responses
+    (:func:`celltrack.link.lap.solve_robust_assignment`); the others get every candidate of their rows
+    measured (the cue shift looks at all of them) and are solved with the measured costs. Pairs between a
+    row left without a detection and a detection left without a track are measured too: gap closing in
+    the global pass looks their responses up.
 
     Returns
     -------
-    numpy.ndarray of bool, shape (P,)
+    linked_rows, linked_cols : numpy.ndarray of int
+        The links, sorted by row.
+    measured : numpy.ndarray of bool, shape (P,)
+        Pairs whose response was measured.
+    response : numpy.ndarray, shape (P,)
+        Their responses (NaN elsewhere).
     """
-    settled = np.zeros(len(rows), bool)
-    if not alive.any():
-        return settled
-    row_count = np.bincount(rows[alive], minlength=int(rows.max()) + 1)
-    col_count = np.bincount(cols[alive], minlength=int(cols.max()) + 1)
-    alone = np.flatnonzero(alive & (row_count[rows] == 1) & (col_count[cols] == 1))
-    if len(alone) == 0:
-        return settled
-    worst = scene.link_cost(
-        row_node[rows[alone]], targets[cols[alone]], squared[alone], 1, np.zeros(len(alone))
+    measured = np.zeros(len(rows), bool)
+    response = np.full(len(rows), np.nan)
+
+    def measure(pairs: np.ndarray) -> None:
+        pairs = pairs[~measured[pairs]]
+        if len(pairs):
+            response[pairs] = appearance.responses(windows, predicted, rows[pairs], cols[pairs])
+            measured[pairs] = True
+
+    sources, candidates = row_node[rows], targets[cols]
+    live = np.flatnonzero(alive)
+    lower, upper = scene.link_cost_bounds(sources[live], candidates[live], squared[live], 1)
+    linked_rows, linked_cols, undecided = solve_robust_assignment(
+        rows[live], cols[live], lower, upper, row_alternative, col_alternative
     )
-    # A margin well above rounding keeps ties (where the solver's choice is arbitrary) measured.
-    settled[alone] = worst < scene.gate * (1.0 - 1e-9)
-    return settled
+    if undecided.any():
+        contested = live[np.isin(rows[live], rows[live][undecided])]
+        measure(contested)
+        cost = scene.link_cost(
+            sources[contested], candidates[contested], squared[contested], 1, response[contested]
+        )
+        pick = np.isin(contested, live[undecided])
+        more_rows, more_cols = solve_sparse_assignment(
+            rows[contested][pick], cols[contested][pick], cost[pick], row_alternative, col_alternative
+        )
+        linked_rows = np.concatenate([linked_rows, more_rows])
+        linked_cols = np.concatenate([linked_cols, more_cols])
+        order = np.argsort(linked_rows, kind="stable")
+        linked_rows, linked_cols = linked_rows[order], linked_cols[order]
+    row_free = np.ones(len(row_node), bool)
+    row_free[linked_rows] = False
+    col_free = np.ones(len(targets), bool)
+    col_free[linked_cols] = False
+    measure(np.flatnonzero(row_free[rows] & col_free[cols]))
+    return linked_rows, linked_cols, measured, response
 
 
 def forward_pass(
@@ -162,30 +195,36 @@ def forward_pass(
         if len(targets) and len(row_node):
             rows, cols = _candidate_pairs(cKDTree(target_yx), predicted, reach * np.sqrt(steps))
             squared = np.sum((target_yx[cols] - predicted[rows]) ** 2, axis=1)
-            response = None
             alive = steps[rows] == 1
+            # No border discount here: a nucleus at the border that is still there is far likelier than
+            # one leaving and another entering at the same place, and a nucleus that does leave has no
+            # candidate anyway. The border matters in the global pass.
+            row_alternative = np.where(steps == 1, 0.5 * scene.gate, np.inf)
+            col_alternative = np.full(len(targets), 0.5 * scene.gate)
+            sources, candidates = row_node[rows], targets[cols]
             if appearance is not None and windows is not None and len(rows):
-                # Uncontested links that any response would make are not measured: they cost the CF
-                # pass most of its work on sparse movies and change nothing (their source never becomes
-                # a segment end, the only place recorded responses are looked up).
-                settled = _linked_whatever_the_response(scene, row_node, targets, rows, cols, alive, squared)
-                response = np.full(len(rows), np.nan)
-                measured = np.flatnonzero(~settled)
-                response[measured] = appearance.responses(windows, predicted, rows[measured], cols[measured])
-                pair_source.append(row_node[rows[measured]])
-                pair_target.append(targets[cols[measured]])
+                linked_rows, linked_cols, measured, response = _assign_with_appearance(
+                    scene,
+                    appearance,
+                    windows,
+                    predicted,
+                    row_node,
+                    targets,
+                    rows,
+                    cols,
+                    squared,
+                    alive,
+                    row_alternative,
+                    col_alternative,
+                )
+                pair_source.append(sources[measured])
+                pair_target.append(candidates[measured])
                 pair_response.append(response[measured])
-            cost = scene.link_cost(row_node[rows], targets[cols], squared, steps[rows], response)
-            linked_rows, linked_cols = solve_sparse_assignment(
-                rows[alive],
-                cols[alive],
-                cost[alive],
-                # No border discount here: a nucleus at the border that is still there is far likelier
-                # than one leaving and another entering at the same place, and a nucleus that does leave
-                # has no candidate anyway. The border matters in the global pass.
-                np.where(steps == 1, 0.5 * scene.gate, np.inf),
-                np.full(len(targets), 0.5 * scene.gate),
-            )
+            else:
+                cost = scene.link_cost(sources[alive], candidates[alive], squared[alive], 1)
+                linked_rows, linked_cols = solve_sparse_assignment(
+                    rows[alive], cols[alive], cost, row_alternative, col_alternative
+                )
         if len(linked_rows):
             link_sources.append(row_node[linked_rows])
             link_targets.append(targets[linked_cols])

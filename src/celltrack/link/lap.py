@@ -17,7 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["solve_sparse_assignment"]
+__all__ = ["solve_robust_assignment", "solve_sparse_assignment"]
 
 #: Cost standing in for a forbidden cell of a block matrix; far above any real cost.
 _FORBIDDEN = 1e9
@@ -92,38 +92,190 @@ def solve_sparse_assignment(
 
     multi = np.flatnonzero(~single)
     if len(multi):
-        order = multi[np.argsort(pair_component[multi], kind="stable")]
-        labels = pair_component[order]
-        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        for start, end in zip(starts, ends, strict=True):
-            pairs = order[start:end]
-            r, c = _solve_component(rows[pairs], cols[pairs], costs[pairs], row_alternative, col_alternative)
-            linked_rows.append(r)
-            linked_cols.append(c)
+        savings = costs[multi] - row_alternative[rows[multi]] - col_alternative[cols[multi]]
+        r, c = _solve_components(rows[multi], cols[multi], savings, pair_component[multi])
+        linked_rows.append(r)
+        linked_cols.append(c)
     out_rows = np.concatenate(linked_rows)
     out_cols = np.concatenate(linked_cols)
     order = np.argsort(out_rows, kind="stable")
     return out_rows[order], out_cols[order]
 
 
-def _solve_component(
+#: Components are solved together in one block-diagonal matrix up to this many rows plus columns: one
+#: solver call for many small components, while the dense solve stays far below its cubic regime.
+_BATCH_SIZE = 64
+
+
+def _solve_components(
+    rows: np.ndarray, cols: np.ndarray, savings: np.ndarray, pair_component: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Links of many small components, each maximising the total saving of its links.
+
+    ``savings`` are link costs minus both ends' alternatives (negative: the link pays). Each component
+    of ``n`` rows and ``m`` columns is an ``n x (m + n)`` block: its pairs, then one zero "stay unlinked"
+    column per row; a row's dummy and a column nobody takes leave it unlinked. This is Jaqaman's block
+    matrix with the constant alternatives taken out. Components sit on the diagonal of shared matrices
+    (forbidden elsewhere), so one solver call serves many of them.
+    """
+    _, component = np.unique(pair_component, return_inverse=True)
+    n_components = int(component.max()) + 1
+    row_keys, row_local = _local_index(component, rows, n_components)
+    col_keys, col_local = _local_index(component, cols, n_components)
+    n_rows = np.bincount(row_keys[1], minlength=n_components)
+    n_cols = np.bincount(col_keys[1], minlength=n_components)
+    # Greedy batches of consecutive components; a component larger than a batch gets its own.
+    width = n_rows + n_cols
+    batch = np.zeros(n_components, np.int64)
+    filled = 0
+    for k, size in enumerate(width.tolist()):
+        if filled and filled + size > _BATCH_SIZE:
+            batch[k] = batch[k - 1] + 1
+            filled = 0
+        elif k:
+            batch[k] = batch[k - 1]
+        filled += size
+    row_offset = _offsets_within(batch, n_rows)
+    col_offset = _offsets_within(batch, width)
+    pair_batch = batch[component]
+    unique_row_batch = batch[row_keys[1]]
+    unique_row_component = row_keys[1]
+    unique_row_local = np.arange(len(row_keys[0])) - np.r_[0, np.cumsum(n_rows)][unique_row_component]
+    linked_rows, linked_cols = [], []
+    for b in range(int(batch.max()) + 1):
+        members = np.flatnonzero(batch == b)
+        height = int(n_rows[members].sum())
+        block = np.full((height, int(width[members].sum())), _FORBIDDEN)
+        in_batch = pair_batch == b
+        k = component[in_batch]
+        block[row_offset[k] + row_local[in_batch], col_offset[k] + col_local[in_batch]] = savings[in_batch]
+        own = unique_row_batch == b
+        k_rows = unique_row_component[own]
+        block[
+            row_offset[k_rows] + unique_row_local[own],
+            col_offset[k_rows] + n_cols[k_rows] + unique_row_local[own],
+        ] = 0.0
+        r, c = linear_sum_assignment(block)
+        taken = block[r, c] < 0.0
+        linked_rows.append(row_keys[0][own][r[taken]])
+        # Column index back to the unique column: component and local position from the block column.
+        column_component = members[np.searchsorted(col_offset[members], c[taken], side="right") - 1]
+        local = c[taken] - col_offset[column_component]
+        linked_cols.append(col_keys[0][np.r_[0, np.cumsum(n_cols)][column_component] + local])
+    return np.concatenate(linked_rows), np.concatenate(linked_cols)
+
+
+def _local_index(
+    component: np.ndarray, index: np.ndarray, n_components: int
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Distinct (component, index) pairs sorted by component, and each element's position in its component.
+
+    Returns
+    -------
+    (values, components) : tuple of numpy.ndarray
+        The distinct indices and their components, sorted by component then index.
+    local : numpy.ndarray
+        For each element, the rank of its index among its component's distinct indices.
+    """
+    span = int(index.max()) + 1
+    keys, inverse = np.unique(component * span + index, return_inverse=True)
+    key_component = keys // span
+    first = np.r_[0, np.cumsum(np.bincount(key_component, minlength=n_components))]
+    return (keys % span, key_component), inverse - first[component]
+
+
+def _offsets_within(batch: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Offset of each component inside its batch, given consecutive batches and per-component sizes."""
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    batch_start = np.zeros(int(batch.max()) + 1, np.int64)
+    first = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]])
+    batch_start[batch[first]] = starts[first]
+    return starts - batch_start[batch]
+
+
+def solve_robust_assignment(
     rows: np.ndarray,
     cols: np.ndarray,
-    costs: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
     row_alternative: np.ndarray,
     col_alternative: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    used_rows, row_index = np.unique(rows, return_inverse=True)
-    used_cols, col_index = np.unique(cols, return_inverse=True)
-    n, m = len(used_rows), len(used_cols)
-    block = np.full((n + m, m + n), _FORBIDDEN)
-    block[row_index, col_index] = costs
-    block[np.arange(n), m + np.arange(n)] = row_alternative[used_rows]
-    block[n + np.arange(m), np.arange(m)] = col_alternative[used_cols]
-    block[n:, m:] = 0.0
-    r, c = linear_sum_assignment(block)
-    is_link = (r < n) & (c < m)
-    r, c = r[is_link], c[is_link]
-    real = block[r, c] < _FORBIDDEN
-    return used_rows[r[real]], used_cols[c[real]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The assignment wherever it is the same for every link cost between ``lower`` and ``upper``.
+
+    Some cost terms are expensive to measure (the filter responses) but bounded. An assignment ``S``
+    that stays optimal when its own links cost their upper bound and every other pair its lower bound
+    is optimal for any costs within the bounds: against any other assignment ``S'``, the pairs of ``S``
+    not in ``S'`` cost at most their upper bounds and those of ``S'`` not in ``S`` at least their lower
+    bounds. The test runs per connected component of the candidate graph, so the components it
+    cannot decide are the only ones whose costs need measuring.
+
+    Parameters
+    ----------
+    rows, cols : numpy.ndarray of int, shape (P,)
+        Distinct candidate pairs (see :func:`solve_sparse_assignment`).
+    lower, upper : numpy.ndarray of float, shape (P,)
+        Bounds of each pair's cost (``lower <= upper``; ``inf`` lower bounds drop the pair).
+    row_alternative : numpy.ndarray of float, shape (R,)
+        Cost of leaving each row unlinked.
+    col_alternative : numpy.ndarray of float, shape (C,)
+        Cost of leaving each column unlinked.
+
+    Returns
+    -------
+    linked_rows, linked_cols : numpy.ndarray of int
+        The links of the decided components, sorted by row.
+    undecided : numpy.ndarray of bool, shape (P,)
+        Pairs of components whose assignment depends on where the costs lie within their bounds; solve
+        them with their measured costs (:func:`solve_sparse_assignment`): they form whole components,
+        independent of the rest.
+    """
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+    lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+    upper = np.asarray(upper, dtype=np.float64).reshape(-1)
+    row_alternative = np.asarray(row_alternative, dtype=np.float64).reshape(-1)
+    col_alternative = np.asarray(col_alternative, dtype=np.float64).reshape(-1)
+    if not len(rows) == len(cols) == len(lower) == len(upper):
+        raise ValueError(
+            f"rows, cols, lower and upper must have equal lengths, got {len(rows)}, {len(cols)}, "
+            f"{len(lower)}, {len(upper)}"
+        )
+    if np.any(lower > upper):
+        raise ValueError("every lower cost bound must be at most its upper bound")
+    undecided = np.zeros(len(rows), bool)
+    empty = np.zeros(0, np.int64)
+    # Pairs that lose to leaving both ends unlinked even at their lower bound are never linked.
+    possible = np.flatnonzero(np.isfinite(lower))
+    possible = possible[lower[possible] < row_alternative[rows[possible]] + col_alternative[cols[possible]]]
+    if len(possible) == 0:
+        return empty, empty.copy(), undecided
+    if len(np.unique(rows[possible] * len(col_alternative) + cols[possible])) < len(possible):
+        raise ValueError("candidate pairs must be distinct")
+    r, c = rows[possible], cols[possible]
+    guess = solve_sparse_assignment(
+        r, c, 0.5 * (lower[possible] + upper[possible]), row_alternative, col_alternative
+    )
+    in_guess = _pair_keys(r, c, len(col_alternative), guess)
+    adversarial = np.where(in_guess, upper[possible], lower[possible])
+    check = solve_sparse_assignment(r, c, adversarial, row_alternative, col_alternative)
+    in_check = _pair_keys(r, c, len(col_alternative), check)
+
+    n_rows = len(row_alternative)
+    graph = sparse.coo_matrix((np.ones(len(r)), (r, n_rows + c)), shape=(n_rows + len(col_alternative),) * 2)
+    _, component = connected_components(graph, directed=False)
+    pair_component = component[r]
+    changed = np.zeros(component.max() + 1, bool)
+    changed[pair_component[in_guess != in_check]] = True
+    undecided[possible] = changed[pair_component]
+    decided = in_guess & ~changed[pair_component]
+    order = np.argsort(r[decided], kind="stable")
+    return r[decided][order], c[decided][order], undecided
+
+
+def _pair_keys(
+    rows: np.ndarray, cols: np.ndarray, n_cols: int, linked: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Whether each pair (rows[p], cols[p]) is among the ``linked`` pairs."""
+    return np.isin(rows * n_cols + cols, linked[0] * n_cols + linked[1])

@@ -18,6 +18,7 @@ from celltrack.cf import (
     signed_index,
     taper_window,
     window_origins,
+    window_spectra,
 )
 
 torch.set_num_threads(1)
@@ -380,6 +381,33 @@ def test_precomputed_spectra_give_the_same_detection_and_update(rng: np.random.G
         bank.detect(search, start, spectra=spectra)
     with pytest.raises(ValueError, match="spectra must be complex"):
         bank.detect(None, start[:2], index=[0, 1], spectra=spectra)
+
+
+def test_weighted_training_is_the_moving_average_in_closed_form(rng: np.random.Generator) -> None:
+    # Cell 0 seen at three positions, cell 1 at one: train at the first, update at the others (eta 0.3).
+    nuclei = Nuclei(rng, 2)
+    start = grid_positions(2)
+    shape = frame_shape(start)
+    config = CFConfig(layer_weights=(1.0,))
+    eta = 0.3
+    positions = [start + rng.uniform(-2.0, 2.0, (2, 2)) for _ in range(3)]
+    seen = [windows(nuclei.render(shape, p), p) for p in positions]
+    chain = FilterBank.train(seen[0], config, centres=positions[0])
+    for later, where in zip(seen[1:], positions[1:], strict=True):
+        chain.update(later, where, learning_rate=np.array([eta, 0.0]))
+    spectra = window_spectra(seen[0] + seen[1] + seen[2], config)  # one layer per frame, stacked below
+    stacked = [torch.cat([s[0:1] for s in spectra] + [spectra[0][1:2]])]
+    centres = np.stack([positions[0][0], positions[1][0], positions[2][0], positions[0][1]])
+    weights = np.array([(1 - eta) ** 2, eta * (1 - eta), eta, 1.0])
+    closed = FilterBank.from_spectra(
+        stacked, (SIZE, SIZE), config, centres=centres, owner=np.array([0, 0, 0, 1]), weight=weights
+    )
+    torch.testing.assert_close(closed.numerators[0], chain.numerators[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(closed.denominators[0], chain.denominators[0], atol=1e-3, rtol=1e-4)
+    with pytest.raises(ValueError, match="each owning"):
+        FilterBank.from_spectra(stacked, (SIZE, SIZE), config, owner=np.array([0, 0, 2, 2]))
+    with pytest.raises(ValueError, match="spectra must be complex"):
+        FilterBank.from_spectra(stacked, (SIZE + 2, SIZE), config)
 
 
 def test_max_over_steps_equals_looped_bilinear_samples(rng: np.random.Generator) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from celltrack.cf import ROW_BLOCK
-from celltrack.features import RawExtractor
+from celltrack.cf import ROW_BLOCK, FilterBank
+from celltrack.features import FullFrameExtractor, RawExtractor
 from celltrack.graph import measure_detections
 from celltrack.link.appearance import TrackFilters, bin_frame, measure_intensity
 from celltrack.synthetic import static_nuclei
@@ -115,3 +116,103 @@ def test_bin_frame_is_a_block_mean() -> None:
     np.testing.assert_array_equal(bin_frame(frame, 1), frame.astype(np.float32))
     with pytest.raises(ValueError, match="smaller than the binning factor"):
         bin_frame(frame, 8)
+
+
+def _drifting(frames: int = 6, seed: int = 6) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Static nuclei drifting one pixel down and left per frame, with fresh noise: frames and positions."""
+    movie = static_nuclei(frames=1, seed=seed)
+    rng = np.random.default_rng(seed)
+    yx = measure_detections(movie.labels[0], 0)[["y", "x"]].to_numpy()
+    images = [
+        np.roll(movie.images[0], (t, -t), axis=(0, 1))
+        + rng.integers(0, 5, movie.images[0].shape).astype(np.uint16)
+        for t in range(frames)
+    ]
+    return images, [yx + np.array([t, -t]) for t in range(frames)]
+
+
+@pytest.mark.parametrize("memory", [1, 3, 10])
+def test_filters_on_demand_equal_the_moving_average_over_the_last_positions(memory: int) -> None:
+    images, positions = _drifting()
+    n = len(positions[0])
+    filters = TrackFilters(RawExtractor(), 24, 2.0, 0.01, 0.3, 1.5, "cpu", memory=memory)
+    empty = np.zeros(0, int)
+    frames = []
+    for t, (image, yx) in enumerate(zip(images[:-1], positions[:-1], strict=True)):
+        frames.append(filters.prepare(image, yx))
+        if t == 0:
+            filters.advance(frames[-1], empty, empty, empty, np.arange(n))
+        else:
+            filters.advance(frames[-1], np.arange(n), np.arange(n), empty, empty)
+    # The same filters by hand: train at the oldest remembered position, update along the others.
+    extractor, used = RawExtractor(), list(range(len(frames)))[-memory:]
+    by_hand = FilterBank.train(
+        extractor.extract_windows(images[used[0]], positions[used[0]], 24),
+        filters.cf_config,
+        centres=positions[used[0]],
+    )
+    for t in used[1:]:
+        by_hand.update(
+            extractor.extract_windows(images[t], positions[t], 24), positions[t], learning_rate=0.3
+        )
+    rows = np.arange(n)
+    on_demand, index = filters._filters(rows)
+    torch.testing.assert_close(
+        on_demand.select(index).numerators[0], by_hand.numerators[0], atol=1e-4, rtol=1e-4
+    )
+    last = filters.prepare(images[-1], positions[-1])
+    expected = by_hand.response_maps(extractor.extract_windows(images[-1], positions[-1], 24))[:, 0, 0]
+    np.testing.assert_allclose(
+        filters.responses(last, positions[-1], rows, rows), expected.numpy().clip(0, 1), atol=0.05
+    )
+    # Only the remembered frames are kept.
+    assert len(filters._frames) == min(memory, len(frames))
+
+
+def test_windows_are_computed_only_when_a_response_needs_them() -> None:
+    images, positions = _drifting(frames=3)
+    n = len(positions[0])
+    filters = TrackFilters(RawExtractor(), 24, 2.0, 0.01, 0.2, 1.5, "cpu", memory=2)
+    empty = np.zeros(0, int)
+    first = filters.prepare(images[0], positions[0])
+    filters.advance(first, empty, empty, empty, np.arange(n))
+    second = filters.prepare(images[1], positions[1])
+    filters.advance(second, np.arange(n), np.arange(n), empty, empty)
+    assert (first.slot < 0).all() and (second.slot < 0).all()  # nothing asked yet: nothing computed
+    third = filters.prepare(images[2], positions[2])
+    filters.responses(third, positions[2], np.array([1]), np.array([1]))
+    # Row 1's two remembered windows and its one candidate, nothing else.
+    assert [int((f.slot >= 0).sum()) for f in (first, second, third)] == [1, 1, 1]
+
+
+class _IntensityMaps(FullFrameExtractor):
+    """A full-frame extractor (its cropper holds the maps): the frame itself as one channel."""
+
+    name = "intensity"
+    layer_weights = (1.0,)
+
+    @property
+    def layer_channels(self) -> tuple[int, ...]:
+        return (1,)
+
+    def compute_maps(self, frame):
+        return [torch.as_tensor(np.asarray(frame, np.float32))[None]]
+
+
+def test_feature_maps_are_not_kept_past_their_frame() -> None:
+    images, positions = _drifting(frames=3)
+    n = len(positions[0])
+    filters = TrackFilters(_IntensityMaps(), 24, 2.0, 0.01, 0.2, 1.5, "cpu", memory=3)
+    empty = np.zeros(0, int)
+    first = filters.prepare(images[0], positions[0])
+    filters.advance(first, empty, empty, empty, np.arange(n))
+    # The maps are dropped once the frame is linked; the spectra later filters need are kept.
+    assert first.crop is None and (first.slot >= 0).all()
+    second = filters.prepare(images[1], positions[1])
+    values = filters.responses(second, positions[1], np.arange(n), np.arange(n))
+    assert np.all(values > 0.5)
+
+
+def test_rejects_a_memory_below_one() -> None:
+    with pytest.raises(ValueError, match="memory"):
+        TrackFilters(RawExtractor(), 24, 2.0, 0.01, 0.2, 1.5, "cpu", memory=0)

@@ -16,6 +16,7 @@ from celltrack.cf.filters import (
     sample_circular,
     signed_index,
     train_filters,
+    window_spectra,
 )
 from celltrack.cf.windows import as_centres, hann_window, taper_window, window_origins
 
@@ -39,4 +40,5 @@ __all__ = [
     "taper_window",
     "train_filters",
     "window_origins",
+    "window_spectra",
 ]

@@ -23,6 +23,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -260,6 +261,62 @@ def _blocked_spectrum(features: torch.Tensor, window: torch.Tensor | None) -> to
     return out
 
 
+def _weighted_sums(
+    numerators: list[torch.Tensor],
+    denominators: list[torch.Tensor],
+    owner: np.ndarray | None,
+    weight: np.ndarray | None,
+    n_windows: int,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-window training terms summed into their owners' filters with the given weights."""
+    owner = np.arange(n_windows) if owner is None else np.asarray(owner, np.int64).reshape(-1)
+    weight = np.ones(n_windows) if weight is None else np.asarray(weight, np.float64).reshape(-1)
+    if owner.shape != (n_windows,) or weight.shape != (n_windows,):
+        raise ValueError(
+            f"owner and weight need one value per window ({n_windows}), got {owner.shape} and {weight.shape}"
+        )
+    n_filters = int(owner.max()) + 1 if n_windows else 0
+    if n_windows and (owner.min() < 0 or len(np.unique(owner)) != n_filters):
+        raise ValueError("owner must number the filters 0 .. N - 1, each owning at least one window")
+    device = numerators[0].device
+    index = torch.as_tensor(owner, device=device)
+    scale = torch.as_tensor(weight, dtype=torch.float32, device=device)[:, None, None, None]
+    summed_num = [
+        torch.zeros((n_filters, *num.shape[1:]), dtype=num.dtype, device=device).index_add_(
+            0, index, num * scale
+        )
+        for num in numerators
+    ]
+    summed_den = [
+        torch.zeros((n_filters, *den.shape[1:]), dtype=den.dtype, device=device).index_add_(
+            0, index, den * scale
+        )
+        for den in denominators
+    ]
+    return summed_num, summed_den
+
+
+def window_spectra(features: Features, config: CFConfig | None = None) -> list[torch.Tensor]:
+    """Tapered Fourier transforms of feature windows, as every filter of that configuration sees them.
+
+    Parameters
+    ----------
+    features : list of torch.Tensor
+        Per layer (M, C_l, H, W) real features.
+    config : CFConfig, optional
+        Gives the taper (defaults if omitted).
+
+    Returns
+    -------
+    list of torch.Tensor
+        Per layer (M, C_l, H, W//2+1) complex64, on the features' device.
+    """
+    config = config if config is not None else CFConfig()
+    _, height, width = _check_features(features)
+    window = _taper(config, (height, width), features[0].device)
+    return [_blocked_spectrum(layer.to(torch.float32), window) for layer in features]
+
+
 def _target_spectrum(shape: tuple[int, int], sigma: float, offsets: torch.Tensor) -> torch.Tensor:
     """``rfft2`` of :func:`gaussian_target`, computed from its two 1-D factors (N, 1, H, W//2+1)."""
     height, width = shape
@@ -275,7 +332,15 @@ def _target_spectrum(shape: tuple[int, int], sigma: float, offsets: torch.Tensor
 
 
 def _taper(config: CFConfig, shape: tuple[int, int], device: torch.device | str) -> torch.Tensor | None:
-    return taper_window(shape, config.taper_alpha, device=device) if config.taper_alpha > 0 else None
+    if config.taper_alpha <= 0:
+        return None
+    return _cached_taper((int(shape[0]), int(shape[1])), float(config.taper_alpha), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_taper(shape: tuple[int, int], alpha: float, device: str) -> torch.Tensor:
+    # Read-only by convention: every caller multiplies into a new tensor.
+    return taper_window(shape, alpha, device=device)
 
 
 def _spectrum(features: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
@@ -638,20 +703,74 @@ class FilterBank:
         FilterBank
         """
         config = config if config is not None else CFConfig()
-        n, height, width = _check_features(features)
+        _, height, width = _check_features(features)
         device = torch.device(device) if device is not None else features[0].device
-        offsets = _window_offsets(centres, n, (height, width)).to(device)
-        window = _taper(config, (height, width), device)
+        spectra = window_spectra([layer.to(device=device, dtype=torch.float32) for layer in features], config)
+        return cls.from_spectra(
+            spectra, (height, width), config, centres=centres, layer_weights=layer_weights
+        )
+
+    @classmethod
+    def from_spectra(
+        cls,
+        spectra: Sequence[torch.Tensor],
+        window_shape: tuple[int, int],
+        config: CFConfig | None = None,
+        *,
+        centres: np.ndarray | torch.Tensor | None = None,
+        layer_weights: Sequence[float] | None = None,
+        owner: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+    ) -> FilterBank:
+        """:meth:`train` from windows already transformed by :func:`window_spectra` (e.g. shared ones).
+
+        With ``owner`` and ``weight``, each filter is trained on several windows: its numerator and
+        denominator are the weighted sums of theirs. Training on a cell's first window and blending each
+        later one in with :meth:`update` at rate ``eta`` gives the weights ``(1 - eta)**(n - 1)`` for the
+        first of ``n`` windows and ``eta * (1 - eta)**(n - 1 - j)`` for window ``j >= 1``.
+
+        Parameters
+        ----------
+        spectra : list of torch.Tensor
+            Per layer (M, C_l, H, W//2+1) complex64, one row per window; the bank lives on their device.
+        window_shape : tuple of int
+            ``(H, W)`` of the windows.
+        config, centres, layer_weights
+            As for :meth:`train` (``centres``: one per window, shape (M, 2)).
+        owner : numpy.ndarray of int, shape (M,), optional
+            Filter each window belongs to, every filter in ``0 .. N - 1`` owning at least one window.
+            Default: window ``i`` is filter ``i``.
+        weight : numpy.ndarray of float, shape (M,), optional
+            Weight of each window in its filter (default 1).
+
+        Returns
+        -------
+        FilterBank
+        """
+        config = config if config is not None else CFConfig()
+        height, width = int(window_shape[0]), int(window_shape[1])
+        if not spectra or any(
+            layer.ndim != 4 or tuple(layer.shape[2:]) != (height, width // 2 + 1) or not layer.is_complex()
+            for layer in spectra
+        ):
+            raise ValueError(
+                f"spectra must be complex (N, C, {height}, {width // 2 + 1}) tensors, one per layer, got "
+                f"{[tuple(layer.shape) for layer in spectra]}"
+            )
+        n_windows = int(spectra[0].shape[0])
+        device = spectra[0].device
+        offsets = _window_offsets(centres, n_windows, (height, width)).to(device)
         target_spectrum = _target_spectrum((height, width), config.sigma, offsets)
         numerators, denominators = [], []
-        for layer in features:
-            spectrum = _blocked_spectrum(layer.to(device=device, dtype=torch.float32), window)
+        for spectrum in spectra:
             num = torch.empty_like(spectrum)
-            den = torch.empty((n, 1, *spectrum.shape[2:]), dtype=torch.float32, device=device)
-            for rows in row_blocks(n):
+            den = torch.empty((n_windows, 1, *spectrum.shape[2:]), dtype=torch.float32, device=device)
+            for rows in row_blocks(n_windows):
                 num[rows], den[rows] = _train_terms(spectrum[rows], target_spectrum[rows])
             numerators.append(num)
             denominators.append(den)
+        if owner is not None or weight is not None:
+            numerators, denominators = _weighted_sums(numerators, denominators, owner, weight, n_windows)
         return cls(numerators, denominators, (height, width), config, layer_weights)
 
     # -- properties ---------------------------------------------------------------------------------
@@ -717,8 +836,7 @@ class FilterBank:
         list of torch.Tensor
             Per layer (M, C_l, H, W//2+1) complex64; index rows freely (e.g. ``[s[rows] for s in spectra]``).
         """
-        window = self._window()
-        return [_blocked_spectrum(layer, window) for layer in self._validate(features, None)]
+        return window_spectra(self._validate(features, None), self.config)
 
     def _check_spectra(self, spectra: Sequence[torch.Tensor], n_expected: int) -> list[torch.Tensor]:
         height, width = self.window_shape

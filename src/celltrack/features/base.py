@@ -275,6 +275,14 @@ class FeatureExtractor(ABC):
         """
         return lambda centres: self.extract_windows(frame, centres, size)
 
+    def cropper_holds_maps(self, frame: np.ndarray | torch.Tensor) -> bool:
+        """Whether :meth:`window_cropper` keeps full-frame feature maps for this frame.
+
+        Such a cropper is costly to keep for later use (maps of many channels per pixel); one that keeps
+        only the frame computes its windows when asked and can be kept for a few frames.
+        """
+        return False
+
 
 class FullFrameExtractor(FeatureExtractor):
     """Extractor whose features are full-frame maps, computed once per frame and cropped for every window.
@@ -320,6 +328,10 @@ class FullFrameExtractor(FeatureExtractor):
         """Crop function over maps computed once for this frame (:meth:`FeatureExtractor.window_cropper`)."""
         maps = self.compute_maps(frame)
         return lambda centres: self.windows_from_maps(maps, centres, size)
+
+    def cropper_holds_maps(self, frame: np.ndarray | torch.Tensor) -> bool:
+        """True: the cropper keeps this frame's maps."""
+        return True
 
 
 def detect_recentred(

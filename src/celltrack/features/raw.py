@@ -277,8 +277,15 @@ class RawExtractor(FullFrameExtractor):
     ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:
         """Crop function for this frame: window-local on CPU (see :meth:`extract_windows`), maps on GPU."""
         if self._window_local(frame):
-            return lambda centres: self.extract_windows(frame, centres, size)
+            image = self._image(frame)
+            # The frame's background and scale are measured once for every later crop.
+            levels = _levels(image, self.config)
+            return lambda centres: self._local_windows(image, levels, centres, size)
         return super().window_cropper(frame, size)
+
+    def cropper_holds_maps(self, frame: np.ndarray | torch.Tensor) -> bool:
+        """Maps only on the GPU; on CPU the cropper keeps the frame and filters inside each window."""
+        return not self._window_local(frame)
 
     def _window_local(self, frame: np.ndarray | torch.Tensor) -> bool:
         on_gpu = isinstance(frame, torch.Tensor) and frame.device.type != "cpu"
@@ -295,14 +302,23 @@ class RawExtractor(FullFrameExtractor):
         """
         if not self._window_local(frame):
             return super().extract_windows(frame, centres, size)
+        image = self._image(frame)
+        return self._local_windows(image, _levels(image, self.config), centres, size)
+
+    @staticmethod
+    def _image(frame: np.ndarray | torch.Tensor) -> np.ndarray:
         image = as_frame_tensor(frame).numpy() if isinstance(frame, torch.Tensor) else as_frame_array(frame)
         if min(image.shape) < 2:
             raise ValueError(f"frame must be at least 2 x 2 pixels, got {tuple(image.shape)}")
+        return image
+
+    def _local_windows(
+        self, image: np.ndarray, levels: tuple[float, float], centres: np.ndarray | torch.Tensor, size: int
+    ) -> list[torch.Tensor]:
         centres = as_centres(centres)
         size = int(size)
         out = torch.empty((len(centres), 2, size, size), dtype=torch.float32)
         # Block by block: temporaries stay small, so the cost stays linear in the number of windows.
-        levels = _levels(image, self.config)
         for rows in row_blocks(len(centres)):
             windows = _raw_windows_numpy(image, centres[rows], size, self.config, levels)
             out[rows] = standardise_windows(torch.from_numpy(windows))

@@ -1,22 +1,23 @@
-"""Correlation-filter appearance of the active tracks, one batched pass per frame.
+"""Correlation-filter appearance of the active tracks, built on demand from each track's recent positions.
 
-:class:`TrackFilters` keeps one filter per active track (rows of a :class:`celltrack.cf.FilterBank`, in
-the linker's row order). Per frame the features are computed once, in one window per detection; every
-(track, candidate) pair runs the bank on its candidate's window (or, with ``centring="predicted"``, on a
-window at the track's predicted position) in one batched pass, and the same windows update the filters.
-Filters are trained when a track starts and blended (rate ``eta``) at every linked position.
+:class:`TrackFilters` follows the linker's rows (active tracks). A row's filter is the moving average
+(rate ``eta``) of filters trained at the row's last ``memory`` positions, oldest first. It is built only
+when the linker asks for a response of that row, which most frames never do: responses are measured only
+where they can change the assignment (:func:`celltrack.link.lap.solve_robust_assignment`). Feature windows
+and their spectra are likewise computed only for the detections that a filter or a response needs, at most
+once each, and shared by every filter that meets them. All pairs of a request go through one batched pass.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from celltrack.cf import CFConfig, FilterBank, max_over_steps, row_blocks, window_origins
+from celltrack.cf import CFConfig, FilterBank, max_over_steps, row_blocks, window_origins, window_spectra
 from celltrack.features import FeatureExtractor, as_frame_array
 
 logger = logging.getLogger(__name__)
@@ -24,35 +25,37 @@ logger = logging.getLogger(__name__)
 __all__ = ["FrameWindows", "TrackFilters", "bin_frame", "measure_intensity"]
 
 
-def _on(index: np.ndarray, tensor: torch.Tensor) -> torch.Tensor:
-    """int64 index tensor on the tensor's device."""
-    return torch.as_tensor(np.asarray(index, np.int64), device=tensor.device)
-
-
 @dataclass
 class FrameWindows:
-    """Feature windows of one frame, centred on its detections.
+    """One frame's detections and, once needed, the spectra of their feature windows.
 
     Attributes
     ----------
-    crop : callable
-        ``crop(centres (M, 2)) -> list of (M, C_l, S, S)`` for further windows of this frame.
+    crop : callable or None
+        ``crop(centres (M, 2)) -> list of (M, C_l, S, S)`` for windows of this frame; None once every
+        spectrum this frame will be asked for is stored (the cropper may hold large feature maps).
     yx : numpy.ndarray, shape (D, 2)
         Detection positions on the filters' pixel grid (frame px divided by the binning factor).
-    windows : list of torch.Tensor
-        Per layer (D, C_l, S, S): the standardised window of every detection.
-    spectra : list of torch.Tensor or None
-        Their tapered Fourier transforms (:meth:`celltrack.cf.FilterBank.spectra`), filled on first use.
+    holds_maps : bool
+        Whether ``crop`` keeps full-frame feature maps (dropped once the frame is linked).
+    slot : numpy.ndarray of int, shape (D,)
+        Row of each detection's spectrum in ``stored`` (-1: not computed yet).
+    stored : list of torch.Tensor
+        Per layer (M, C_l, S, S//2+1): the spectra computed so far.
     """
 
-    crop: Callable[[np.ndarray], list[torch.Tensor]]
+    crop: Callable[[np.ndarray], list[torch.Tensor]] | None
     yx: np.ndarray
-    windows: list[torch.Tensor]
-    spectra: list[torch.Tensor] | None = None
+    holds_maps: bool = False
+    slot: np.ndarray = field(init=False)
+    stored: list[torch.Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.slot = np.full(len(self.yx), -1, np.int64)
 
 
 class TrackFilters:
-    """Filters of the active tracks, aligned with the linker's rows.
+    """Filters of the active tracks, aligned with the linker's rows and built when asked for.
 
     Parameters
     ----------
@@ -65,16 +68,19 @@ class TrackFilters:
     lambda_rel : float
         Relative regularisation.
     learning_rate : float
-        Update rate ``eta``.
+        Moving-average rate ``eta`` over a row's positions.
     pool_radius : float
         The response at a candidate is the maximum over integer steps within this radius (px).
     device : torch.device
         Where the filters live.
     centring : {"candidate", "predicted"}
-        Where the search windows sit (see the module docstring).
+        Where the search windows sit: on each candidate (response read at the centre: pure appearance) or
+        on the row's predicted position.
     downsample : int
         The filters work on frames binned by this factor (block mean); ``window``, ``sigma`` and
         ``pool_radius`` are given in frame pixels and scaled with it.
+    memory : int
+        Positions of a row that make its filter (the most recent ones).
     """
 
     def __init__(
@@ -88,14 +94,18 @@ class TrackFilters:
         device: torch.device,
         centring: str = "candidate",
         downsample: int = 1,
+        memory: int = 4,
     ) -> None:
         if centring not in ("candidate", "predicted"):
             raise ValueError(f"centring must be 'candidate' or 'predicted', got {centring!r}")
         if int(downsample) < 1:
             raise ValueError(f"downsample must be a positive integer, got {downsample}")
+        if int(memory) < 1:
+            raise ValueError(f"memory must be a positive number of positions, got {memory}")
         self.extractor = extractor
         self.centring = centring
         self.downsample = int(downsample)
+        self.memory = int(memory)
         # Window, target and pooling live on the binned grid.
         self.window = max(4, round(int(window) / self.downsample))
         self.learning_rate = float(learning_rate)
@@ -108,18 +118,24 @@ class TrackFilters:
             learning_rate=learning_rate,
             layer_weights=tuple(extractor.layer_weights),
         )
-        self.bank: FilterBank | None = None
         grid = np.arange(-self.pool, self.pool + 1)
         steps = [(dy, dx) for dy in grid for dx in grid if dy * dy + dx * dx <= self.pool * self.pool]
         self._pool_steps = torch.tensor(steps, dtype=torch.int64).reshape(-1, 2)
+        # Per row, its last ``memory`` positions, newest last: (frame key, detection), -1 where none.
+        self._history = np.full((0, self.memory, 2), -1, np.int64)
+        self._frames: dict[int, FrameWindows] = {}
+        self._next_key = 0
+        # Filters built during the current frame, reused by later requests of the same frame.
+        self._built_rows = np.zeros(0, np.int64)
+        self._built: FilterBank | None = None
 
     @property
     def n_rows(self) -> int:
-        """Number of filters held."""
-        return 0 if self.bank is None else self.bank.n_cells
+        """Number of rows (active tracks) followed."""
+        return len(self._history)
 
     def prepare(self, frame: np.ndarray, detections_yx: np.ndarray) -> FrameWindows:
-        """Feature windows of one frame, centred on its detections, computed once for every later use.
+        """One frame's detections, their feature windows to be computed when first needed.
 
         Parameters
         ----------
@@ -134,22 +150,92 @@ class TrackFilters:
         """
         if self.downsample > 1:
             frame = bin_frame(frame, self.downsample)
-        crop = self.extractor.window_cropper(frame, self.window)
-        yx = self._to_grid(detections_yx)
-        return FrameWindows(crop=crop, yx=yx, windows=crop(yx))
+        return FrameWindows(
+            crop=self.extractor.window_cropper(frame, self.window),
+            yx=self._to_grid(detections_yx),
+            holds_maps=self.extractor.cropper_holds_maps(frame),
+        )
 
     def _to_grid(self, yx: np.ndarray) -> np.ndarray:
         """Frame positions (px) on the filters' (binned) pixel grid: pixel centres map to pixel centres."""
         yx = np.ascontiguousarray(yx, dtype=np.float64).reshape(-1, 2)
         return yx if self.downsample == 1 else (yx + 0.5) / self.downsample - 0.5
 
-    def _spectra(self, frame: FrameWindows) -> list[torch.Tensor]:
-        """Spectra of the frame's detection windows, transformed once and shared by all filters."""
-        if frame.spectra is None:
-            if self.bank is None:
-                raise RuntimeError("spectra need a filter bank (its taper and window shape)")
-            frame.spectra = self.bank.spectra(frame.windows)
-        return frame.spectra
+    def _spectra(self, frame: FrameWindows, detections: np.ndarray) -> list[torch.Tensor]:
+        """Spectra of detections' windows (computed once per detection, then stored with the frame)."""
+        missing = np.unique(detections[frame.slot[detections] < 0])
+        if len(missing):
+            if frame.crop is None:
+                raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
+            spectra = window_spectra(frame.crop(frame.yx[missing]), self.cf_config)
+            frame.slot[missing] = np.arange(len(missing)) + (len(frame.stored[0]) if frame.stored else 0)
+            frame.stored = (
+                spectra
+                if not frame.stored
+                else [torch.cat([old, new]) for old, new in zip(frame.stored, spectra, strict=True)]
+            )
+        index = torch.as_tensor(frame.slot[detections], device=frame.stored[0].device)
+        return [layer[index] for layer in frame.stored]
+
+    def _entry_spectra(self, entries: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Spectra and grid positions of history entries (E, 2) of (frame key, detection)."""
+        spectra: list[torch.Tensor] | None = None
+        yx = np.zeros((len(entries), 2))
+        for key in np.unique(entries[:, 0]).tolist():
+            rows = np.flatnonzero(entries[:, 0] == key)
+            frame = self._frames[key]
+            part = self._spectra(frame, entries[rows, 1])
+            if spectra is None:
+                spectra = [
+                    torch.empty((len(entries), *p.shape[1:]), dtype=p.dtype, device=p.device) for p in part
+                ]
+            index = torch.as_tensor(rows, device=part[0].device)
+            for whole, piece in zip(spectra, part, strict=True):
+                whole[index] = piece
+            yx[rows] = frame.yx[entries[rows, 1]]
+        if spectra is None:  # pragma: no cover - callers pass at least one entry
+            raise RuntimeError("no history entries")
+        return spectra, yx
+
+    def _build(self, rows: np.ndarray) -> FilterBank:
+        """Filters of ``rows``: trained at each row's oldest remembered position, blended along the rest.
+
+        Built in one pass as the closed form of that moving average (:meth:`FilterBank.from_spectra` with
+        weights), from every remembered window's spectrum gathered at once.
+        """
+        history = self._history[rows]
+        present = history[:, :, 0] >= 0
+        owner = np.nonzero(present)[0]
+        count = present.sum(axis=1)
+        # Position j of n (oldest j = 0): (1 - eta)**(n - 1) for the first, eta (1 - eta)**(n - 1 - j) after.
+        rank = np.cumsum(present, axis=1)[present] - 1
+        keep = 1.0 - self.learning_rate
+        age = count[owner] - 1 - rank
+        weight = np.where(rank == 0, keep**age, self.learning_rate * keep**age)
+        spectra, yx = self._entry_spectra(history[present])
+        return FilterBank.from_spectra(
+            spectra,
+            (self.window, self.window),
+            self.cf_config,
+            centres=yx,
+            layer_weights=self.cf_config.layer_weights,
+            owner=owner,
+            weight=weight,
+        )
+
+    def _filters(self, rows: np.ndarray) -> tuple[FilterBank, np.ndarray]:
+        """The bank holding filters of ``rows`` (built if not yet this frame) and each row's index in it."""
+        wanted = np.unique(rows)
+        new = np.setdiff1d(wanted, self._built_rows, assume_unique=True)
+        if len(new):
+            part = self._build(new)
+            self._built = part if self._built is None else self._built.concat(part)
+            self._built_rows = np.concatenate([self._built_rows, new])
+        if self._built is None:  # pragma: no cover - rows are never empty here
+            raise RuntimeError("no filters built")
+        position = np.empty(int(self._built_rows.max()) + 1, np.int64)
+        position[self._built_rows] = np.arange(len(self._built_rows))
+        return self._built, position[rows]
 
     def responses(
         self,
@@ -175,34 +261,43 @@ class TrackFilters:
         -------
         numpy.ndarray, shape (P,)
             Response in [0, 1] (1: perfect match); NaN (no evidence) for candidates outside the row's
-            window or when there are no filters.
+            window.
         """
-        if self.bank is None or len(pair_rows) == 0:
-            return np.full(len(pair_rows), np.nan)
-        if len(predicted) != self.bank.n_cells:
-            raise RuntimeError(f"{len(predicted)} window centres for {self.bank.n_cells} filters")
+        pair_rows = np.asarray(pair_rows, np.int64)
+        pair_cols = np.asarray(pair_cols, np.int64)
+        if len(pair_rows) == 0:
+            return np.zeros(0)
+        if len(predicted) != self.n_rows:
+            raise RuntimeError(f"{len(predicted)} window centres for {self.n_rows} rows")
+        bank, index = self._filters(pair_rows)
         predicted = self._to_grid(predicted)
         values = np.empty(len(pair_rows))
         # Blocks of pairs: memory stays bounded (a response map per pair) and the cost linear in the pairs.
         for block in row_blocks(len(pair_rows)):
-            values[block] = self._block_responses(frame, predicted, pair_rows[block], pair_cols[block])
+            values[block] = self._block_responses(
+                bank, frame, predicted[pair_rows[block]], index[block], pair_cols[block]
+            )
         return values
 
     def _block_responses(
-        self, frame: FrameWindows, predicted: np.ndarray, pair_rows: np.ndarray, pair_cols: np.ndarray
+        self,
+        bank: FilterBank,
+        frame: FrameWindows,
+        predicted: np.ndarray,
+        index: np.ndarray,
+        cols: np.ndarray,
     ) -> np.ndarray:
-        if self.bank is None:  # pragma: no cover - responses() checks
-            raise RuntimeError("no filters")
-        pair_yx = frame.yx[pair_cols]
+        pair_yx = frame.yx[cols]
         if self.centring == "candidate":
             # One window per candidate pair, centred on the candidate: the response at the window centre is
             # the appearance match alone, free of the Hann taper's pull toward the predicted position.
-            spectra = [layer[_on(pair_cols, layer)] for layer in self._spectra(frame)]
-            response = self.bank.response_maps(None, index=pair_rows, spectra=spectra)
+            response = bank.response_maps(None, index=index, spectra=self._spectra(frame, cols))
             centres = pair_yx
         else:
-            centres = predicted[pair_rows]
-            response = self.bank.response_maps(frame.crop(centres), index=pair_rows)
+            if frame.crop is None:
+                raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
+            centres = predicted
+            response = bank.response_maps(frame.crop(centres), index=index)
         displacement = pair_yx - centres
         _, offsets = window_origins(centres, self.window)
         half = self.window / 2.0 - 1.0
@@ -223,49 +318,44 @@ class TrackFilters:
         kept_rows: np.ndarray,
         new_cols: np.ndarray,
     ) -> None:
-        """Re-order the bank to ``[updated rows, kept rows, new tracks]`` after a frame.
+        """Re-order the rows to ``[updated rows, kept rows, new tracks]`` after a frame.
 
         Parameters
         ----------
         frame : FrameWindows or None
             The frame just linked (needed when rows are updated or added).
         updated_rows : numpy.ndarray of int, shape (K,)
-            Rows linked in this frame; blended with the windows of detections ``updated_cols`` (K,).
+            Rows linked in this frame, to detections ``updated_cols`` (K,): their newest position.
         updated_cols : numpy.ndarray of int, shape (K,)
         kept_rows : numpy.ndarray of int
             Rows carried over unchanged (tracks missing this frame).
         new_cols : numpy.ndarray of int, shape (B,)
-            Detections starting tracks in this frame; new filters are trained there.
+            Detections starting tracks in this frame.
         """
-        parts: list[FilterBank] = []
+        updated_rows = np.asarray(updated_rows, np.int64)
+        updated_cols = np.asarray(updated_cols, np.int64)
+        new_cols = np.asarray(new_cols, np.int64)
         if (len(updated_cols) or len(new_cols)) and frame is None:
-            raise RuntimeError("feature windows are needed to update or train filters")
-        if len(updated_rows) and self.bank is not None and frame is not None:
-            updated = self.bank.select(np.asarray(updated_rows, np.int64))
-            spectra = [layer[_on(updated_cols, layer)] for layer in self._spectra(frame)]
-            updated.update(
-                None, frame.yx[updated_cols], learning_rate=self.learning_rate, spectra=spectra
-            )
-            parts.append(updated)
-        if len(kept_rows) and self.bank is not None:
-            parts.append(self.bank.select(np.asarray(kept_rows, np.int64)))
-        if len(new_cols) and frame is not None:
-            parts.append(
-                FilterBank.train(
-                    [layer[_on(new_cols, layer)] for layer in frame.windows],
-                    self.cf_config,
-                    centres=frame.yx[new_cols],
-                    layer_weights=self.cf_config.layer_weights,
-                    device=self.device,
-                )
-            )
-        if not parts:
-            self.bank = None
-            return
-        bank = parts[0]
-        for part in parts[1:]:
-            bank = bank.concat(part)
-        self.bank = bank
+            raise RuntimeError("the frame is needed to move rows to its detections")
+        key = self._next_key
+        self._next_key += 1
+        moved = np.full((len(updated_rows), self.memory, 2), -1, np.int64)
+        moved[:, :-1] = self._history[updated_rows, 1:]
+        moved[:, -1, 0], moved[:, -1, 1] = key, updated_cols
+        born = np.full((len(new_cols), self.memory, 2), -1, np.int64)
+        born[:, -1, 0], born[:, -1, 1] = key, new_cols
+        self._history = np.concatenate([moved, self._history[np.asarray(kept_rows, np.int64)], born])
+        if frame is not None and (len(updated_cols) or len(new_cols)):
+            self._frames[key] = frame
+            if frame.crop is not None and frame.holds_maps:
+                # Keep spectra, not full-frame maps, of the detections later filters may need.
+                self._spectra(frame, np.concatenate([updated_cols, new_cols]))
+                frame.crop = None
+        referenced = set(np.unique(self._history[:, :, 0]).tolist())
+        for old in [k for k in self._frames if k not in referenced]:
+            del self._frames[old]
+        self._built_rows = np.zeros(0, np.int64)
+        self._built = None
 
 
 def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:

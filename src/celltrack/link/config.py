@@ -128,6 +128,12 @@ class AppearanceConfig(BaseModel):
     learning_rate: float = Field(
         0.2, ge=0, le=1, description="Filter update rate eta at each linked position."
     )
+    memory: int = Field(
+        4,
+        ge=1,
+        description="A track's filter is the moving average (rate learning_rate) over its last `memory` "
+        "positions; filters are built only when a response can change a link.",
+    )
     sigma: float | Auto = Field(
         "auto", description="Std of the Gaussian filter target (px). auto: max(2, diameter / 10)."
     )

@@ -97,9 +97,7 @@ class Linker:
         Features of the correlation filters; ``RawExtractor`` on the linking device if omitted.
     """
 
-    def __init__(
-        self, config: LinkerConfig | None = None, extractor: FeatureExtractor | None = None
-    ) -> None:
+    def __init__(self, config: LinkerConfig | None = None, extractor: FeatureExtractor | None = None) -> None:
         if config is not None and not isinstance(config, LinkerConfig):
             raise TypeError(f"config must be a LinkerConfig, got {type(config).__name__}")
         self.config = config if config is not None else LinkerConfig()
@@ -188,6 +186,7 @@ class Linker:
                 sigma=float(config.appearance.sigma),
                 lambda_rel=config.appearance.lambda_rel,
                 learning_rate=config.appearance.learning_rate,
+                memory=config.appearance.memory,
                 pool_radius=float(config.appearance.pool_radius),
                 device=torch_device,
                 centring=config.appearance.centring,

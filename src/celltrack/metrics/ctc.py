@@ -30,27 +30,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CTC_METRICS: tuple[str, ...] = ("TRA", "DET", "LNK", "CT", "TF", "BC", "CCA")
 #: Names py-ctcmetrics understands (``BC(i)`` for any integer i is accepted too).
 KNOWN_CTC_METRICS: frozenset[str] = frozenset(
-    {
-        "Valid",
-        "CHOTA",
-        "BC",
-        "CT",
-        "CCA",
-        "TF",
-        "SEG",
-        "TRA",
-        "DET",
-        "MOTA",
-        "HOTA",
-        "IDF1",
-        "MTML",
-        "FAF",
-        "LNK",
-        "OP_CTB",
-        "OP_CSB",
-        "BIO",
-        "OP_CLB",
-    }
+    {"Valid", "CHOTA", "BC", "CT", "CCA", "TF", "SEG", "TRA", "DET", "MOTA", "HOTA", "IDF1", "MTML",
+     "FAF", "LNK", "OP_CTB", "OP_CSB", "BIO", "OP_CLB"}
 )
 _BC_PATTERN = re.compile(r"^BC\(\d+\)$")
 

@@ -568,9 +568,8 @@ class SegNet(nn.Module):
             "feature_layer_weights": list(DEFAULT_FEATURE_LAYER_WEIGHTS),
             "training": self.training_info,
         }
-        return save_model_folder(
-            path, ARCHITECTURE, config, self.state_dict(), weights_dtype=weights_dtype, overwrite=overwrite
-        )
+        return save_model_folder(path, ARCHITECTURE, config, self.state_dict(), weights_dtype=weights_dtype,
+                                 overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> SegNet:

@@ -246,9 +246,8 @@ def dim_objects(
     return out.astype(np.float32)
 
 
-def augment_geometry(
-    arrays: Sequence[np.ndarray], rng: np.random.Generator, config: AugmentationConfig
-) -> list[np.ndarray]:
+def augment_geometry(arrays: Sequence[np.ndarray], rng: np.random.Generator, config: AugmentationConfig
+                     ) -> list[np.ndarray]:
     """Apply the same random flips / 90° rotation to every (Y, X) array."""
     k = int(rng.integers(4)) if config.rotations else 0
     flip_y = config.flips and rng.random() < 0.5
@@ -464,9 +463,7 @@ class SegNetTrainingConfig(TrainingRunSettings):
     )
     weight_decay: float = Field(1e-5, ge=0)
     pixel_fraction: float = Field(
-        0.25,
-        gt=0,
-        le=1,
+        0.25, gt=0, le=1,
         description="Share of each patch's pixels (random per step) that enter the loss. The 200-wide head "
         "dominates the cost of a step and neighbouring pixels carry nearly the same gradient, so 0.25 makes "
         "steps ≈ 3× cheaper for little loss of information.",
@@ -572,18 +569,11 @@ class SegNetTrainer:
         weights = class_weights(frequencies, cfg.class_balance_power)
         logger.info(
             "SegNet training: %d train / %d validation images (%s split), class frequencies %s, weights %s",
-            len(train_images),
-            len(val_images),
-            split,
-            np.round(frequencies, 4),
-            np.round(weights, 3),
+            len(train_images), len(val_images), split, np.round(frequencies, 4), np.round(weights, 3),
         )
         sampler_args = dict(
-            patch_size=cfg.patch_size,
-            boundary_width=cfg.boundary_width,
-            foreground_bias=cfg.foreground_bias,
-            augmentation=cfg.augmentation,
-            contacts=cfg.contact_weight > 1,
+            patch_size=cfg.patch_size, boundary_width=cfg.boundary_width, foreground_bias=cfg.foreground_bias,
+            augmentation=cfg.augmentation, contacts=cfg.contact_weight > 1,
         )
         train_sampler = PatchSampler(train_images, train_masks, **sampler_args)
         val_sampler = PatchSampler(val_images, val_masks, **sampler_args) if val_images else None
@@ -609,13 +599,7 @@ class SegNetTrainer:
                 remaining = None if cfg.max_seconds is None else cfg.max_seconds - elapsed
                 budget = None if remaining is None else max(0.0, remaining) / (network.n_members - index)
                 member, info = self._fit_member(
-                    index,
-                    network,
-                    seeds[index + 1],
-                    train_sampler,
-                    val_batches,
-                    weight_tensor,
-                    budget,
+                    index, network, seeds[index + 1], train_sampler, val_batches, weight_tensor, budget,
                     callback,
                 )
                 model.members[index] = member
@@ -744,25 +728,15 @@ class SegNetTrainer:
                     plateau.step(val_loss)
                 improved = checkpoint.update(val_loss, member, epoch)
                 log = EpochLog(
-                    member=index,
-                    epoch=epoch,
-                    train_loss=train_loss,
-                    validation_loss=val_loss,
-                    best_validation_loss=checkpoint.best_loss,
-                    improved=improved,
-                    learning_rate=float(optimizer.param_groups[0]["lr"]),
-                    seconds=time.monotonic() - started,
+                    member=index, epoch=epoch, train_loss=train_loss, validation_loss=val_loss,
+                    best_validation_loss=checkpoint.best_loss, improved=improved,
+                    learning_rate=float(optimizer.param_groups[0]["lr"]), seconds=time.monotonic() - started,
                 )
                 self.history.append(log)
                 bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
                 logger.info(
-                    "member %d epoch %d: train %.4f val %.4f%s (%.0f s)",
-                    index,
-                    epoch,
-                    train_loss,
-                    val_loss,
-                    " *" if improved else "",
-                    log.seconds,
+                    "member %d epoch %d: train %.4f val %.4f%s (%.0f s)", index, epoch, train_loss, val_loss,
+                    " *" if improved else "", log.seconds,
                 )
                 if callback is not None:
                     callback(log)
@@ -801,10 +775,7 @@ def train_segnet(
         Trained model; save it with ``model.save(folder)``.
     """
     return SegNetTrainer(config).fit(
-        pairs,
-        validation_pairs=validation_pairs,
-        pair_diameters=pair_diameters,
-        provenance=provenance,
+        pairs, validation_pairs=validation_pairs, pair_diameters=pair_diameters, provenance=provenance,
         callback=callback,
     )
 
@@ -879,11 +850,8 @@ def _split(
         order = rng.permutation(len(images))
         val_idx, train_idx = set(order[:n_val].tolist()), order[n_val:].tolist()
         return (
-            [images[i] for i in train_idx],
-            [masks[i] for i in train_idx],
-            [images[i] for i in sorted(val_idx)],
-            [masks[i] for i in sorted(val_idx)],
-            "pairs",
+            [images[i] for i in train_idx], [masks[i] for i in train_idx],
+            [images[i] for i in sorted(val_idx)], [masks[i] for i in sorted(val_idx)], "pairs",
         )
     # One image: hold out a strip along its longer axis.
     image, mask = images[0], masks[0]
@@ -894,11 +862,8 @@ def _split(
         return array[part] if axis == 0 else array[:, part]
 
     return (
-        [take(image, slice(0, cut))],
-        [take(mask, slice(0, cut))],
-        [take(image, slice(cut, None))],
-        [take(mask, slice(cut, None))],
-        "strip",
+        [take(image, slice(0, cut))], [take(mask, slice(0, cut))],
+        [take(image, slice(cut, None))], [take(mask, slice(cut, None))], "strip",
     )
 
 
@@ -913,11 +878,8 @@ def _summary(values: np.ndarray) -> dict[str, float]:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return {}
-    return {
-        "median": round(float(np.median(finite)), 2),
-        "min": round(float(finite.min()), 2),
-        "max": round(float(finite.max()), 2),
-    }
+    return {"median": round(float(np.median(finite)), 2), "min": round(float(finite.min()), 2),
+            "max": round(float(finite.max()), 2)}
 
 
 def _round(value: float) -> float | None:

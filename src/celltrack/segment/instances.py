@@ -152,9 +152,8 @@ def probabilities_to_instances(
         strong = split_seeds_at_levels(strong, interior, cfg.split_levels, min_part)
     seeds = strong
     if cfg.weak_interior_threshold is not None and cfg.weak_interior_threshold < cfg.interior_threshold:
-        weak = _weak_seeds(
-            interior, strong, cfg.weak_interior_threshold, round(cfg.min_weak_seed_area * area_scale)
-        )
+        weak = _weak_seeds(interior, strong, cfg.weak_interior_threshold,
+                           round(cfg.min_weak_seed_area * area_scale))
         seeds = np.where(weak > 0, weak + strong.max(), strong)
         confident |= weak > 0
     if seeds.max() == 0:

@@ -134,3 +134,19 @@ def test_window_local_features_equal_crops_of_full_frame_maps_in_many_blocks(
         extractor.extract_windows(frame.astype(np.complex64), centres, 24)
     with pytest.raises(ValueError, match="2-D"):
         extractor.extract_windows(frame[None], centres, 24)
+
+
+def test_windows_of_several_frames_in_one_pass_equal_frame_by_frame_crops(rng: np.random.Generator) -> None:
+    extractor = RawExtractor()
+    frames = [rng.integers(100, 4000, (90, 120)).astype(np.uint16) for _ in range(3)]
+    frames[1] = frames[1] * 3  # another exposure: each frame keeps its own background and scale
+    croppers = [extractor.window_cropper(f, 24) for f in frames]
+    # Centres inside, at the border and outside each frame; an empty set for the middle one.
+    centres = [rng.uniform(-10, 130, (n, 2)) for n in (5, 0, 7)]
+    together = extractor.crop_many(croppers, centres)[0]
+    one_by_one = torch.cat([crop(c)[0] for crop, c in zip(croppers, centres, strict=True)])
+    torch.testing.assert_close(together, one_by_one)
+    for crop, c, frame in zip(croppers, centres, frames, strict=True):
+        torch.testing.assert_close(crop(c)[0], extractor.extract_windows(frame, c, 24)[0])
+    with pytest.raises(ValueError, match="one set of centres per cropper"):
+        extractor.crop_many(croppers, centres[:2])

@@ -33,6 +33,7 @@ __all__ = [
     "as_frame_array",
     "as_frame_tensor",
     "background_fill",
+    "check_crop_request",
     "crop_windows",
     "detect_recentred",
     "sample_pixels",
@@ -217,6 +218,15 @@ def standardise_windows(windows: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     )
 
 
+def check_crop_request(croppers: Sequence[object], centres: Sequence[object]) -> None:
+    """Raise ValueError unless there is one set of centres per cropper, and at least one cropper."""
+    if len(croppers) != len(centres) or not croppers:
+        raise ValueError(
+            f"need one set of centres per cropper (at least one), got {len(croppers)} croppers and "
+            f"{len(centres)} sets"
+        )
+
+
 class FeatureExtractor(ABC):
     """Turns a frame and window centres into per-layer feature windows for the correlation filters.
 
@@ -274,6 +284,31 @@ class FeatureExtractor(ABC):
             ``crop(centres (M, 2)) -> list of (M, C_l, size, size)``, as :meth:`extract_windows`.
         """
         return lambda centres: self.extract_windows(frame, centres, size)
+
+    def crop_many(
+        self,
+        croppers: Sequence[Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]],
+        centres: Sequence[np.ndarray | torch.Tensor],
+    ) -> list[torch.Tensor]:
+        """Windows from several croppers (e.g. of different frames), stacked in order.
+
+        Extractors whose per-call cost dominates for a few windows (e.g. ``raw``) do the work in one pass.
+
+        Parameters
+        ----------
+        croppers : sequence of callable
+            From :meth:`window_cropper`, all with the same window size.
+        centres : sequence of array-like, shape (M_i, 2)
+            Centres for each cropper.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Per layer (sum M_i, C_l, size, size): the windows of ``croppers[0]``, then ``croppers[1]``...
+        """
+        check_crop_request(croppers, centres)
+        parts = [crop(c) for crop, c in zip(croppers, centres, strict=True)]
+        return [torch.cat([part[layer] for part in parts]) for layer in range(len(parts[0]))]
 
     def cropper_holds_maps(self, frame: np.ndarray | torch.Tensor) -> bool:
         """Whether :meth:`window_cropper` keeps full-frame feature maps for this frame.

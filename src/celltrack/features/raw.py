@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from celltrack.features.base import (
     FullFrameExtractor,
     as_frame_array,
     as_frame_tensor,
+    check_crop_request,
     sample_pixels,
     standardise_windows,
 )
@@ -210,8 +211,28 @@ def _raw_windows_numpy(
     numpy.ndarray
         (N, 2, size, size) float32, not yet standardised.
     """
+    return _patch_features(*_gather_patches(image, centres, size, config, levels), size, config)
+
+
+def _margin(config: RawConfig) -> int:
+    """Pixels around a window that its filtering reads."""
+    return max(_blur_radius(config.intensity_sigma), _blur_radius(config.gradient_sigma) + 1)
+
+
+def _gather_patches(
+    image: np.ndarray, centres: torch.Tensor, size: int, config: RawConfig, levels: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised intensity around each window, with its margin mirrored at the frame's edge.
+
+    Returns
+    -------
+    intensity : numpy.ndarray, shape (N, size + 2 margin, size + 2 margin)
+        float32, background subtracted and scaled.
+    inside : numpy.ndarray of bool, shape (N, size, size)
+        Window pixels inside the frame.
+    """
     background, scale = levels
-    margin = max(_blur_radius(config.intensity_sigma), _blur_radius(config.gradient_sigma) + 1)
+    margin = _margin(config)
     origins, _ = window_origins(centres, size)
     origins_np = origins.numpy()
     steps = np.arange(-margin, size + margin)
@@ -233,16 +254,37 @@ def _raw_windows_numpy(
         ]
     intensity = (raw - np.float32(background)) * np.float32(1.0 / scale)
     inner = slice(margin, margin + size)
+    inside_rows = (rows[:, inner] >= 0) & (rows[:, inner] < height)
+    inside_cols = (cols[:, inner] >= 0) & (cols[:, inner] < width)
+    return intensity, inside_rows[:, :, None] & inside_cols[:, None, :]
+
+
+def _patch_features(intensity: np.ndarray, inside: np.ndarray, size: int, config: RawConfig) -> np.ndarray:
+    """Intensity and gradient-magnitude channels of gathered patches (:func:`_gather_patches`)."""
+    margin = _margin(config)
+    inner = slice(margin, margin + size)
     ring = slice(margin - 1, margin + size + 1)
-    out = np.empty((len(centres), 2, size, size), np.float32)
+    out = np.empty((len(intensity), 2, size, size), np.float32)
     out[:, 0] = _blur_last_axes(intensity, config.intensity_sigma)[:, inner, inner]
     smoothed = _blur_last_axes(intensity, config.gradient_sigma)
     _gradient_magnitude(smoothed[:, ring, ring], out=out[:, 1])
-    inside_rows = (rows[:, inner] >= 0) & (rows[:, inner] < height)
-    inside_cols = (cols[:, inner] >= 0) & (cols[:, inner] < width)
     # Background (zero after subtraction) outside the frame, as for crops of the full-frame maps.
-    out *= (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]
+    out *= inside[:, None]
     return out
+
+
+class _RawCropper:
+    """:meth:`RawExtractor.window_cropper` on CPU: the frame and its levels, windows computed when asked."""
+
+    def __init__(self, extractor: RawExtractor, image: np.ndarray, size: int) -> None:
+        self.extractor = extractor
+        self.image = image
+        self.size = int(size)
+        # The frame's background and scale are measured once for every later crop.
+        self.levels = _levels(image, extractor.config)
+
+    def __call__(self, centres: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
+        return self.extractor.crop_many([self], [centres])
 
 
 class RawExtractor(FullFrameExtractor):
@@ -277,10 +319,7 @@ class RawExtractor(FullFrameExtractor):
     ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:
         """Crop function for this frame: window-local on CPU (see :meth:`extract_windows`), maps on GPU."""
         if self._window_local(frame):
-            image = self._image(frame)
-            # The frame's background and scale are measured once for every later crop.
-            levels = _levels(image, self.config)
-            return lambda centres: self._local_windows(image, levels, centres, size)
+            return _RawCropper(self, self._image(frame), size)
         return super().window_cropper(frame, size)
 
     def cropper_holds_maps(self, frame: np.ndarray | torch.Tensor) -> bool:
@@ -302,8 +341,7 @@ class RawExtractor(FullFrameExtractor):
         """
         if not self._window_local(frame):
             return super().extract_windows(frame, centres, size)
-        image = self._image(frame)
-        return self._local_windows(image, _levels(image, self.config), centres, size)
+        return _RawCropper(self, self._image(frame), size)(centres)
 
     @staticmethod
     def _image(frame: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -312,15 +350,39 @@ class RawExtractor(FullFrameExtractor):
             raise ValueError(f"frame must be at least 2 x 2 pixels, got {tuple(image.shape)}")
         return image
 
-    def _local_windows(
-        self, image: np.ndarray, levels: tuple[float, float], centres: np.ndarray | torch.Tensor, size: int
+    def crop_many(
+        self,
+        croppers: Sequence[Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]],
+        centres: Sequence[np.ndarray | torch.Tensor],
     ) -> list[torch.Tensor]:
-        centres = as_centres(centres)
-        size = int(size)
-        out = torch.empty((len(centres), 2, size, size), dtype=torch.float32)
+        """Windows of several frames in one pass: their pixels are gathered frame by frame, then filtered,
+        standardised and returned together (see :meth:`FeatureExtractor.crop_many`)."""
+        check_crop_request(croppers, centres)
+        sizes = {c.size for c in croppers if isinstance(c, _RawCropper) and c.extractor is self}
+        if len(sizes) != 1 or not all(isinstance(c, _RawCropper) and c.extractor is self for c in croppers):
+            return super().crop_many(croppers, centres)
+        size = sizes.pop()
+        centre_sets = [as_centres(c) for c in centres]
+        owner = np.repeat(np.arange(len(croppers)), [len(c) for c in centre_sets])
+        position = (
+            np.concatenate([np.arange(len(c)) for c in centre_sets]) if centre_sets else np.zeros(0, int)
+        )
+        out = torch.empty((len(owner), 2, size, size), dtype=torch.float32)
         # Block by block: temporaries stay small, so the cost stays linear in the number of windows.
-        for rows in row_blocks(len(centres)):
-            windows = _raw_windows_numpy(image, centres[rows], size, self.config, levels)
+        for rows in row_blocks(len(owner)):
+            parts = [
+                _gather_patches(
+                    croppers[k].image,
+                    centre_sets[k][position[rows][owner[rows] == k]],
+                    size,
+                    self.config,
+                    croppers[k].levels,
+                )
+                for k in np.unique(owner[rows]).tolist()
+            ]
+            intensity = np.concatenate([p[0] for p in parts])
+            inside = np.concatenate([p[1] for p in parts])
+            windows = _patch_features(intensity, inside, size, self.config)
             out[rows] = standardise_windows(torch.from_numpy(windows))
         return [out]
 

@@ -161,27 +161,47 @@ class TrackFilters:
         yx = np.ascontiguousarray(yx, dtype=np.float64).reshape(-1, 2)
         return yx if self.downsample == 1 else (yx + 0.5) / self.downsample - 0.5
 
+    def _ensure(self, requests: list[tuple[FrameWindows, np.ndarray]]) -> None:
+        """Compute the spectra still missing for (frame, detections) requests, all frames in one pass."""
+        missing: dict[int, tuple[FrameWindows, np.ndarray]] = {}
+        for frame, detections in requests:
+            new = detections[frame.slot[detections] < 0]
+            if len(new):
+                earlier = missing.get(id(frame), (frame, new[:0]))[1]
+                missing[id(frame)] = (frame, np.union1d(earlier, new))
+        if not missing:
+            return
+        todo = list(missing.values())
+        if any(frame.crop is None for frame, _ in todo):
+            raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
+        windows = self.extractor.crop_many([f.crop for f, _ in todo], [f.yx[d] for f, d in todo])
+        spectra = window_spectra(windows, self.cf_config)
+        start = 0
+        for frame, detections in todo:
+            part = [layer[start : start + len(detections)] for layer in spectra]
+            start += len(detections)
+            frame.slot[detections] = np.arange(len(detections)) + (
+                len(frame.stored[0]) if frame.stored else 0
+            )
+            frame.stored = (
+                part
+                if not frame.stored
+                else [torch.cat([old, new]) for old, new in zip(frame.stored, part, strict=True)]
+            )
+
     def _spectra(self, frame: FrameWindows, detections: np.ndarray) -> list[torch.Tensor]:
         """Spectra of detections' windows (computed once per detection, then stored with the frame)."""
-        missing = np.unique(detections[frame.slot[detections] < 0])
-        if len(missing):
-            if frame.crop is None:
-                raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
-            spectra = window_spectra(frame.crop(frame.yx[missing]), self.cf_config)
-            frame.slot[missing] = np.arange(len(missing)) + (len(frame.stored[0]) if frame.stored else 0)
-            frame.stored = (
-                spectra
-                if not frame.stored
-                else [torch.cat([old, new]) for old, new in zip(frame.stored, spectra, strict=True)]
-            )
+        self._ensure([(frame, detections)])
         index = torch.as_tensor(frame.slot[detections], device=frame.stored[0].device)
         return [layer[index] for layer in frame.stored]
 
     def _entry_spectra(self, entries: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
         """Spectra and grid positions of history entries (E, 2) of (frame key, detection)."""
+        keys = np.unique(entries[:, 0]).tolist()
+        self._ensure([(self._frames[key], entries[entries[:, 0] == key, 1]) for key in keys])
         spectra: list[torch.Tensor] | None = None
         yx = np.zeros((len(entries), 2))
-        for key in np.unique(entries[:, 0]).tolist():
+        for key in keys:
             rows = np.flatnonzero(entries[:, 0] == key)
             frame = self._frames[key]
             part = self._spectra(frame, entries[rows, 1])
@@ -269,6 +289,13 @@ class TrackFilters:
             return np.zeros(0)
         if len(predicted) != self.n_rows:
             raise RuntimeError(f"{len(predicted)} window centres for {self.n_rows} rows")
+        wanted = np.setdiff1d(pair_rows, self._built_rows)
+        requests = [(frame, pair_cols)] if self.centring == "candidate" else []
+        history = self._history[wanted]
+        for key in np.unique(history[:, :, 0][history[:, :, 0] >= 0]).tolist():
+            requests.append((self._frames[key], history[:, :, 1][history[:, :, 0] == key]))
+        # Every window this request needs, of every frame, in one pass (the per-call cost dominates).
+        self._ensure(requests)
         bank, index = self._filters(pair_rows)
         predicted = self._to_grid(predicted)
         values = np.empty(len(pair_rows))

@@ -79,27 +79,36 @@ def solve_sparse_assignment(
     first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
     rows, cols, costs = rows[first], cols[first], costs[first]
 
+    savings = costs - row_alternative[rows] - col_alternative[cols]
+    chosen = _choose(rows, cols, savings, _pair_components(rows, cols, n_rows, n_cols))
+    order = np.argsort(rows[chosen], kind="stable")
+    return rows[chosen][order], cols[chosen][order]
+
+
+def _pair_components(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
+    """Connected component of each candidate pair in the bipartite graph of rows and columns."""
     graph = sparse.coo_matrix((np.ones(len(rows)), (rows, n_rows + cols)), shape=(n_rows + n_cols,) * 2)
     _, component = connected_components(graph, directed=False)
-    pair_component = component[rows]
-    linked_rows, linked_cols = [], []
+    return component[rows]
 
-    # Components with a single candidate pair need no solver: the filter above already accepted it.
+
+def _choose(
+    rows: np.ndarray, cols: np.ndarray, savings: np.ndarray, pair_component: np.ndarray
+) -> np.ndarray:
+    """Which pairs the optimal assignment links, given each link's saving (cost minus both alternatives).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (P,)
+    """
     counts = np.bincount(pair_component)
     single = counts[pair_component] == 1
-    linked_rows.append(rows[single])
-    linked_cols.append(cols[single])
-
+    # A component of one pair needs no solver: it is linked when the link pays.
+    chosen = single & (savings < 0.0)
     multi = np.flatnonzero(~single)
     if len(multi):
-        savings = costs[multi] - row_alternative[rows[multi]] - col_alternative[cols[multi]]
-        r, c = _solve_components(rows[multi], cols[multi], savings, pair_component[multi])
-        linked_rows.append(r)
-        linked_cols.append(c)
-    out_rows = np.concatenate(linked_rows)
-    out_cols = np.concatenate(linked_cols)
-    order = np.argsort(out_rows, kind="stable")
-    return out_rows[order], out_cols[order]
+        chosen[multi] = _solve_components(rows[multi], cols[multi], savings[multi], pair_component[multi])
+    return chosen
 
 
 #: Components are solved together in one block-diagonal matrix up to this many rows plus columns: one
@@ -109,21 +118,25 @@ _BATCH_SIZE = 64
 
 def _solve_components(
     rows: np.ndarray, cols: np.ndarray, savings: np.ndarray, pair_component: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Links of many small components, each maximising the total saving of its links.
+) -> np.ndarray:
+    """Which pairs of many small components are linked, each component maximising its total saving.
 
     ``savings`` are link costs minus both ends' alternatives (negative: the link pays). Each component
     of ``n`` rows and ``m`` columns is an ``n x (m + n)`` block: its pairs, then one zero "stay unlinked"
     column per row; a row's dummy and a column nobody takes leave it unlinked. This is Jaqaman's block
     matrix with the constant alternatives taken out. Components sit on the diagonal of shared matrices
     (forbidden elsewhere), so one solver call serves many of them.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (P,)
     """
     _, component = np.unique(pair_component, return_inverse=True)
     n_components = int(component.max()) + 1
-    row_keys, row_local = _local_index(component, rows, n_components)
-    col_keys, col_local = _local_index(component, cols, n_components)
-    n_rows = np.bincount(row_keys[1], minlength=n_components)
-    n_cols = np.bincount(col_keys[1], minlength=n_components)
+    row_component, row_local = _local_index(component, rows, n_components)
+    col_component, col_local = _local_index(component, cols, n_components)
+    n_rows = np.bincount(row_component, minlength=n_components)
+    n_cols = np.bincount(col_component, minlength=n_components)
     # Greedy batches of consecutive components; a component larger than a batch gets its own.
     width = n_rows + n_cols
     batch = np.zeros(n_components, np.int64)
@@ -138,42 +151,40 @@ def _solve_components(
     row_offset = _offsets_within(batch, n_rows)
     col_offset = _offsets_within(batch, width)
     pair_batch = batch[component]
-    unique_row_batch = batch[row_keys[1]]
-    unique_row_component = row_keys[1]
-    unique_row_local = np.arange(len(row_keys[0])) - np.r_[0, np.cumsum(n_rows)][unique_row_component]
-    linked_rows, linked_cols = [], []
+    row_batch = batch[row_component]
+    row_start = np.r_[0, np.cumsum(n_rows)]
+    chosen = np.zeros(len(rows), bool)
     for b in range(int(batch.max()) + 1):
         members = np.flatnonzero(batch == b)
-        height = int(n_rows[members].sum())
-        block = np.full((height, int(width[members].sum())), _FORBIDDEN)
-        in_batch = pair_batch == b
-        k = component[in_batch]
-        block[row_offset[k] + row_local[in_batch], col_offset[k] + col_local[in_batch]] = savings[in_batch]
-        own = unique_row_batch == b
-        k_rows = unique_row_component[own]
-        block[
-            row_offset[k_rows] + unique_row_local[own],
-            col_offset[k_rows] + n_cols[k_rows] + unique_row_local[own],
-        ] = 0.0
+        block = np.full((int(n_rows[members].sum()), int(width[members].sum())), _FORBIDDEN)
+        pairs = np.flatnonzero(pair_batch == b)
+        k = component[pairs]
+        block_rows = row_offset[k] + row_local[pairs]
+        block_cols = col_offset[k] + col_local[pairs]
+        block[block_rows, block_cols] = savings[pairs]
+        # Each row's own "stay unlinked" column.
+        own = np.flatnonzero(row_batch == b)
+        k_rows = row_component[own]
+        local = own - row_start[k_rows]
+        block[row_offset[k_rows] + local, col_offset[k_rows] + n_cols[k_rows] + local] = 0.0
         r, c = linear_sum_assignment(block)
-        taken = block[r, c] < 0.0
-        linked_rows.append(row_keys[0][own][r[taken]])
-        # Column index back to the unique column: component and local position from the block column.
-        column_component = members[np.searchsorted(col_offset[members], c[taken], side="right") - 1]
-        local = c[taken] - col_offset[column_component]
-        linked_cols.append(col_keys[0][np.r_[0, np.cumsum(n_cols)][column_component] + local])
-    return np.concatenate(linked_rows), np.concatenate(linked_cols)
+        pair_at = np.full(block.shape, -1, np.int64)
+        pair_at[block_rows, block_cols] = pairs
+        taken = pair_at[r, c]
+        taken = taken[taken >= 0]
+        chosen[taken[savings[taken] < 0.0]] = True
+    return chosen
 
 
 def _local_index(
     component: np.ndarray, index: np.ndarray, n_components: int
-) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """Distinct (component, index) pairs sorted by component, and each element's position in its component.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (component, index) pairs sorted by component, and each element's rank in its component.
 
     Returns
     -------
-    (values, components) : tuple of numpy.ndarray
-        The distinct indices and their components, sorted by component then index.
+    key_component : numpy.ndarray
+        Component of each distinct (component, index) pair, in sorted order.
     local : numpy.ndarray
         For each element, the rank of its index among its component's distinct indices.
     """
@@ -181,7 +192,7 @@ def _local_index(
     keys, inverse = np.unique(component * span + index, return_inverse=True)
     key_component = keys // span
     first = np.r_[0, np.cumsum(np.bincount(key_component, minlength=n_components))]
-    return (keys % span, key_component), inverse - first[component]
+    return key_component, inverse - first[component]
 
 
 def _offsets_within(batch: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -254,28 +265,14 @@ def solve_robust_assignment(
     if len(np.unique(rows[possible] * len(col_alternative) + cols[possible])) < len(possible):
         raise ValueError("candidate pairs must be distinct")
     r, c = rows[possible], cols[possible]
-    guess = solve_sparse_assignment(
-        r, c, 0.5 * (lower[possible] + upper[possible]), row_alternative, col_alternative
-    )
-    in_guess = _pair_keys(r, c, len(col_alternative), guess)
-    adversarial = np.where(in_guess, upper[possible], lower[possible])
-    check = solve_sparse_assignment(r, c, adversarial, row_alternative, col_alternative)
-    in_check = _pair_keys(r, c, len(col_alternative), check)
-
-    n_rows = len(row_alternative)
-    graph = sparse.coo_matrix((np.ones(len(r)), (r, n_rows + c)), shape=(n_rows + len(col_alternative),) * 2)
-    _, component = connected_components(graph, directed=False)
-    pair_component = component[r]
-    changed = np.zeros(component.max() + 1, bool)
-    changed[pair_component[in_guess != in_check]] = True
+    alternatives = row_alternative[r] + col_alternative[c]
+    pair_component = _pair_components(r, c, len(row_alternative), len(col_alternative))
+    guess = _choose(r, c, 0.5 * (lower[possible] + upper[possible]) - alternatives, pair_component)
+    adversarial = np.where(guess, upper[possible], lower[possible])
+    check = _choose(r, c, adversarial - alternatives, pair_component)
+    changed = np.zeros(pair_component.max() + 1, bool)
+    changed[pair_component[guess != check]] = True
     undecided[possible] = changed[pair_component]
-    decided = in_guess & ~changed[pair_component]
+    decided = guess & ~changed[pair_component]
     order = np.argsort(r[decided], kind="stable")
     return r[decided][order], c[decided][order], undecided
-
-
-def _pair_keys(
-    rows: np.ndarray, cols: np.ndarray, n_cols: int, linked: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """Whether each pair (rows[p], cols[p]) is among the ``linked`` pairs."""
-    return np.isin(rows * n_cols + cols, linked[0] * n_cols + linked[1])

@@ -4,8 +4,10 @@ Synthetic movies with 100, 500, 2,000 and 10,000 nuclei per frame (frame size gr
 count so the density stays HeLa-like: the field of view is tiled with independent 512 x 512 movies).
 Every linker gets the same exact detections (the movie's ground-truth masks) with the frames in memory,
 so only linking is compared; ``link µs/nucleus`` shows whether the cost is linear in the nuclei.
-Optionally (``--hela``) the 92-frame HeLa movie
-end to end. Each size runs in its own process so that peak memory (max RSS) is per size.
+``features s/frame`` is the raw feature windows of every detection: an upper bound, since the linker
+computes windows only for the tracks whose links a filter response can change. Optionally (``--hela``)
+the HeLa 01 GT markers linked, and the 92-frame HeLa movie end to end. Each size runs in its own process
+so that peak memory (max RSS) is per size.
 
     python benchmarks/speed.py [--sizes 100 500 2000 10000] [--frames 30] [--threads 2] [--hela]
 

@@ -9,7 +9,7 @@ import torch
 from celltrack.cf import ROW_BLOCK, FilterBank
 from celltrack.features import FullFrameExtractor, RawExtractor
 from celltrack.graph import measure_detections
-from celltrack.link.appearance import TrackFilters, bin_frame, measure_intensity
+from celltrack.link.appearance import FrameWindows, TrackFilters, bin_frame, measure_intensity
 from celltrack.synthetic import static_nuclei
 
 
@@ -131,19 +131,28 @@ def _drifting(frames: int = 6, seed: int = 6) -> tuple[list[np.ndarray], list[np
     return images, [yx + np.array([t, -t]) for t in range(frames)]
 
 
+def _follow(
+    filters: TrackFilters, images: list[np.ndarray], positions: list[np.ndarray]
+) -> list[FrameWindows]:
+    """Every detection starts a track in the first frame and links to its own index after: the frames."""
+    n = len(positions[0])
+    empty, every = np.zeros(0, int), np.arange(n)
+    frames = []
+    for t, (image, yx) in enumerate(zip(images, positions, strict=True)):
+        frames.append(filters.prepare(image, yx))
+        if t == 0:
+            filters.advance(frames[-1], empty, empty, empty, every)
+        else:
+            filters.advance(frames[-1], every, every, empty, empty)
+    return frames
+
+
 @pytest.mark.parametrize("memory", [1, 3, 10])
 def test_filters_on_demand_equal_the_moving_average_over_the_last_positions(memory: int) -> None:
     images, positions = _drifting()
     n = len(positions[0])
     filters = TrackFilters(RawExtractor(), 24, 2.0, 0.01, 0.3, 1.5, "cpu", memory=memory)
-    empty = np.zeros(0, int)
-    frames = []
-    for t, (image, yx) in enumerate(zip(images[:-1], positions[:-1], strict=True)):
-        frames.append(filters.prepare(image, yx))
-        if t == 0:
-            filters.advance(frames[-1], empty, empty, empty, np.arange(n))
-        else:
-            filters.advance(frames[-1], np.arange(n), np.arange(n), empty, empty)
+    frames = _follow(filters, images[:-1], positions[:-1])
     # The same filters by hand: train at the oldest remembered position, update along the others.
     extractor, used = RawExtractor(), list(range(len(frames)))[-memory:]
     by_hand = FilterBank.train(
@@ -171,13 +180,8 @@ def test_filters_on_demand_equal_the_moving_average_over_the_last_positions(memo
 
 def test_windows_are_computed_only_when_a_response_needs_them() -> None:
     images, positions = _drifting(frames=3)
-    n = len(positions[0])
     filters = TrackFilters(RawExtractor(), 24, 2.0, 0.01, 0.2, 1.5, "cpu", memory=2)
-    empty = np.zeros(0, int)
-    first = filters.prepare(images[0], positions[0])
-    filters.advance(first, empty, empty, empty, np.arange(n))
-    second = filters.prepare(images[1], positions[1])
-    filters.advance(second, np.arange(n), np.arange(n), empty, empty)
+    first, second = _follow(filters, images[:2], positions[:2])
     assert (first.slot < 0).all() and (second.slot < 0).all()  # nothing asked yet: nothing computed
     third = filters.prepare(images[2], positions[2])
     filters.responses(third, positions[2], np.array([1]), np.array([1]))
@@ -203,9 +207,7 @@ def test_feature_maps_are_not_kept_past_their_frame() -> None:
     images, positions = _drifting(frames=3)
     n = len(positions[0])
     filters = TrackFilters(_IntensityMaps(), 24, 2.0, 0.01, 0.2, 1.5, "cpu", memory=3)
-    empty = np.zeros(0, int)
-    first = filters.prepare(images[0], positions[0])
-    filters.advance(first, empty, empty, empty, np.arange(n))
+    (first,) = _follow(filters, images[:1], positions[:1])
     # The maps are dropped once the frame is linked; the spectra later filters need are kept.
     assert first.crop is None and (first.slot >= 0).all()
     second = filters.prepare(images[1], positions[1])

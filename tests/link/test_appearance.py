@@ -209,7 +209,7 @@ def test_feature_maps_are_not_kept_past_their_frame() -> None:
     filters = TrackFilters(_IntensityMaps(), 24, 2.0, 0.01, 0.2, 1.5, "cpu", memory=3)
     (first,) = _follow(filters, images[:1], positions[:1])
     # The maps are dropped once the frame is linked; the spectra later filters need are kept.
-    assert first.crop is None and (first.slot >= 0).all()
+    assert first.dropped and (first.slot >= 0).all()
     second = filters.prepare(images[1], positions[1])
     values = filters.responses(second, positions[1], np.arange(n), np.arange(n))
     assert np.all(values > 0.5)

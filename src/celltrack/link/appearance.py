@@ -25,33 +25,56 @@ logger = logging.getLogger(__name__)
 __all__ = ["FrameWindows", "TrackFilters", "bin_frame", "measure_intensity"]
 
 
+Cropper = Callable[[np.ndarray], list[torch.Tensor]]
+
+
 @dataclass
 class FrameWindows:
     """One frame's detections and, once needed, the spectra of their feature windows.
 
     Attributes
     ----------
-    crop : callable or None
-        ``crop(centres (M, 2)) -> list of (M, C_l, S, S)`` for windows of this frame; None once every
-        spectrum this frame will be asked for is stored (the cropper may hold large feature maps).
+    make_cropper : callable or None
+        Builds ``crop(centres (M, 2)) -> list of (M, C_l, S, S)`` for this frame on first use (binning the
+        frame or computing its feature maps only when a window is needed); None once the frame's
+        cropper was dropped (see ``holds_maps``).
     yx : numpy.ndarray, shape (D, 2)
         Detection positions on the filters' pixel grid (frame px divided by the binning factor).
     holds_maps : bool
-        Whether ``crop`` keeps full-frame feature maps (dropped once the frame is linked).
+        Whether the cropper keeps full-frame feature maps: then it is dropped once the frame is linked.
     slot : numpy.ndarray of int, shape (D,)
         Row of each detection's spectrum in ``stored`` (-1: not computed yet).
     stored : list of torch.Tensor
         Per layer (M, C_l, S, S//2+1): the spectra computed so far.
     """
 
-    crop: Callable[[np.ndarray], list[torch.Tensor]] | None
+    make_cropper: Callable[[], Cropper] | None
     yx: np.ndarray
     holds_maps: bool = False
     slot: np.ndarray = field(init=False)
     stored: list[torch.Tensor] = field(default_factory=list)
+    _cropper: Cropper | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.slot = np.full(len(self.yx), -1, np.int64)
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the cropper is gone (only the stored spectra remain)."""
+        return self.make_cropper is None
+
+    def cropper(self) -> Cropper:
+        """The frame's crop function, built on first use."""
+        if self.make_cropper is None:
+            raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
+        if self._cropper is None:
+            self._cropper = self.make_cropper()
+        return self._cropper
+
+    def drop_cropper(self) -> None:
+        """Free the cropper (and the maps it may hold)."""
+        self.make_cropper = None
+        self._cropper = None
 
 
 class TrackFilters:
@@ -148,12 +171,15 @@ class TrackFilters:
         -------
         FrameWindows
         """
-        if self.downsample > 1:
-            frame = bin_frame(frame, self.downsample)
+        factor, extractor, window = self.downsample, self.extractor, self.window
+
+        def make_cropper() -> Cropper:
+            return extractor.window_cropper(bin_frame(frame, factor) if factor > 1 else frame, window)
+
         return FrameWindows(
-            crop=self.extractor.window_cropper(frame, self.window),
+            make_cropper=make_cropper,
             yx=self._to_grid(detections_yx),
-            holds_maps=self.extractor.cropper_holds_maps(frame),
+            holds_maps=extractor.cropper_holds_maps(frame),
         )
 
     def _to_grid(self, yx: np.ndarray) -> np.ndarray:
@@ -172,9 +198,7 @@ class TrackFilters:
         if not missing:
             return
         todo = list(missing.values())
-        if any(frame.crop is None for frame, _ in todo):
-            raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
-        windows = self.extractor.crop_many([f.crop for f, _ in todo], [f.yx[d] for f, d in todo])
+        windows = self.extractor.crop_many([f.cropper() for f, _ in todo], [f.yx[d] for f, d in todo])
         spectra = window_spectra(windows, self.cf_config)
         start = 0
         for frame, detections in todo:
@@ -321,10 +345,8 @@ class TrackFilters:
             response = bank.response_maps(None, index=index, spectra=self._spectra(frame, cols))
             centres = pair_yx
         else:
-            if frame.crop is None:
-                raise RuntimeError("a frame's windows were asked for after its feature maps were dropped")
             centres = predicted
-            response = bank.response_maps(frame.crop(centres), index=index)
+            response = bank.response_maps(frame.cropper()(centres), index=index)
         displacement = pair_yx - centres
         _, offsets = window_origins(centres, self.window)
         half = self.window / 2.0 - 1.0
@@ -374,10 +396,10 @@ class TrackFilters:
         self._history = np.concatenate([moved, self._history[np.asarray(kept_rows, np.int64)], born])
         if frame is not None and (len(updated_cols) or len(new_cols)):
             self._frames[key] = frame
-            if frame.crop is not None and frame.holds_maps:
+            if not frame.dropped and frame.holds_maps:
                 # Keep spectra, not full-frame maps, of the detections later filters may need.
                 self._spectra(frame, np.concatenate([updated_cols, new_cols]))
-                frame.crop = None
+                frame.drop_cropper()
         referenced = set(np.unique(self._history[:, :, 0]).tolist())
         for old in [k for k in self._frames if k not in referenced]:
             del self._frames[old]
@@ -396,8 +418,13 @@ def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:
     height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
     if height == 0 or width == 0:
         raise ValueError(f"frame {image.shape} is smaller than the binning factor {factor}")
-    blocks = image[:height, :width].astype(np.float32)
-    return blocks.reshape(height // factor, factor, width // factor, factor).mean(axis=(1, 3))
+    blocks = image[:height, :width]
+    # Strided sums of the factor**2 offsets: far faster than a mean over the axes of a 4-D view.
+    total = np.zeros((height // factor, width // factor), np.float32)
+    for dy in range(factor):
+        for dx in range(factor):
+            total += blocks[dy::factor, dx::factor]
+    return total * np.float32(1.0 / (factor * factor))
 
 
 def measure_intensity(frame: np.ndarray, yx: np.ndarray, radius: np.ndarray) -> np.ndarray:

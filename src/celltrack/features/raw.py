@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 from torch.nn.functional import conv2d, pad
 
-from celltrack.cf import as_centres, row_blocks, window_origins
+from celltrack.cf import as_centres, row_blocks
 from celltrack.features.base import (
     FullFrameExtractor,
     as_frame_array,
@@ -211,7 +211,9 @@ def _raw_windows_numpy(
     numpy.ndarray
         (N, 2, size, size) float32, not yet standardised.
     """
-    return _patch_features(*_gather_patches(image, centres, size, config, levels), size, config)
+    return _patch_features(
+        *_gather_patches(image, as_centres(centres).numpy(), size, config, levels), size, config
+    )
 
 
 def _margin(config: RawConfig) -> int:
@@ -220,9 +222,17 @@ def _margin(config: RawConfig) -> int:
 
 
 def _gather_patches(
-    image: np.ndarray, centres: torch.Tensor, size: int, config: RawConfig, levels: tuple[float, float]
+    image: np.ndarray,
+    centres: np.ndarray,
+    size: int,
+    config: RawConfig,
+    levels: tuple[float, float],
+    views: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised intensity around each window, with its margin mirrored at the frame's edge.
+
+    ``centres`` are validated float64 (N, 2) positions (:func:`celltrack.cf.as_centres`); ``views``
+    optionally the frame's ``sliding_window_view`` of the padded window side, reused across calls.
 
     Returns
     -------
@@ -233,8 +243,8 @@ def _gather_patches(
     """
     background, scale = levels
     margin = _margin(config)
-    origins, _ = window_origins(centres, size)
-    origins_np = origins.numpy()
+    # The window convention of celltrack.cf.window_origins: origin floor(centre + 0.5) - size // 2.
+    origins_np = np.floor(centres + 0.5).astype(np.int64) - size // 2
     steps = np.arange(-margin, size + margin)
     rows = origins_np[:, 0:1] + steps  # (N, size + 2 margin)
     cols = origins_np[:, 1:2] + steps
@@ -245,7 +255,7 @@ def _gather_patches(
     interior &= origins_np[:, 1] - margin + span <= width
     if interior.any():
         # A strided view gathers whole windows at once, far faster than per-pixel fancy indexing.
-        views = sliding_window_view(image, (span, span))
+        views = sliding_window_view(image, (span, span)) if views is None else views
         raw[interior] = views[origins_np[interior, 0] - margin, origins_np[interior, 1] - margin]
     border = ~interior
     if border.any():
@@ -282,6 +292,14 @@ class _RawCropper:
         self.size = int(size)
         # The frame's background and scale are measured once for every later crop.
         self.levels = _levels(image, extractor.config)
+        self._views: np.ndarray | None = None
+
+    def views(self) -> np.ndarray:
+        """Strided view of every padded window position in the frame (made once)."""
+        if self._views is None:
+            span = self.size + 2 * _margin(self.extractor.config)
+            self._views = sliding_window_view(self.image, (span, span))
+        return self._views
 
     def __call__(self, centres: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         return self.extractor.crop_many([self], [centres])
@@ -362,7 +380,7 @@ class RawExtractor(FullFrameExtractor):
         if len(sizes) != 1 or not all(isinstance(c, _RawCropper) and c.extractor is self for c in croppers):
             return super().crop_many(croppers, centres)
         size = sizes.pop()
-        centre_sets = [as_centres(c) for c in centres]
+        centre_sets = [as_centres(c).numpy() for c in centres]
         owner = np.repeat(np.arange(len(croppers)), [len(c) for c in centre_sets])
         position = (
             np.concatenate([np.arange(len(c)) for c in centre_sets]) if centre_sets else np.zeros(0, int)
@@ -377,6 +395,7 @@ class RawExtractor(FullFrameExtractor):
                     size,
                     self.config,
                     croppers[k].levels,
+                    croppers[k].views(),
                 )
                 for k in np.unique(owner[rows]).tolist()
             ]

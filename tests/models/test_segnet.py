@@ -456,3 +456,15 @@ def test_test_time_augmentation_rejects_unknown_names() -> None:
         model.predict_frame(frame, test_time_augmentation="rot90")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must be one of"):
         model.augmented_probabilities(torch.zeros(1, 1, 8, 8), "D4")  # type: ignore[arg-type]
+
+
+def test_batched_test_time_augmentation_equals_one_copy_at_a_time(monkeypatch) -> None:
+    from celltrack.models import segnet as segnet_module
+
+    model = _model()
+    x = torch.randn(1, 1, 33, 26)
+    with torch.inference_mode():
+        one_at_a_time = model.augmented_probabilities(x, "d4")
+        monkeypatch.setattr(segnet_module, "_TTA_BATCH_PIXELS_CPU", 4 * x.numel())  # as on a GPU
+        batched = model.augmented_probabilities(x, "d4")
+    torch.testing.assert_close(batched, one_at_a_time, atol=1e-6, rtol=1e-5)

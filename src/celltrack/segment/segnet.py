@@ -31,11 +31,13 @@ class SegNetSegmenterConfig(BaseModel):
         None, ge=0, description="Tile overlap per side; None = receptive-field radius (exact tiling)."
     )
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
-    # 'flips' raised held-out SEG on HeLa 01 (GT 0.873 -> 0.874, silver truth of unseen frames 0-11 0.935 ->
-    # 0.937) and SIM+ 01 (0.874 -> 0.878), demo movie ±0.002, at 1.4 s instead of 0.5 s per HeLa frame on
-    # one thread (benchmarks/segmentation.py --tta); 'd4' scored about the same at 2.6 s.
+    # Off by default. 'flips' raised held-out SEG a little (HeLa 01 GT 0.873 -> 0.874, silver truth of
+    # unseen frames 0-11 0.935 -> 0.937; SIM+ 01 0.874 -> 0.878; demo ±0.002) at 1.4 s instead of 0.5 s per
+    # HeLa frame on one thread, but end to end it delays divisions where daughters touch: SIM+ 01 BC(0)
+    # 0.857 -> 0.714, CT 0.714 -> 0.601 ('flip': 0.786, 0.634); demo LNK 0.851 -> 0.838
+    # (benchmarks/segmentation.py --tta, benchmarks/tracking.py).
     test_time_augmentation: TestTimeAugmentation = Field(
-        "flips",
+        "none",
         description="Average the class probabilities over transforms of the input, each mapped back: "
         "'none'; 'flip' (left-right, 2 passes); 'flips' (left-right, up-down, both; 4 passes); 'd4' (those "
         "and their transposes; 8 passes). Time grows with the passes; the tracker's features are unchanged.",

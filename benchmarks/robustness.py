@@ -6,7 +6,10 @@ range, 8-bit data, strong chromatin texture, blur, fast bleaching, elongated nuc
 The pipeline runs with its defaults (everything ``auto``) and the CTC metrics are computed against the
 generator's ground truth. Nothing here is tuned per row: a drop shows where the defaults do not carry over.
 
-    python benchmarks/robustness.py [--cases low-snr dense ...] [--threads 2] [--seed 11]
+    python benchmarks/robustness.py [--cases low-snr dense ...] [--threads 2] [--seed 11] [--tta none]
+
+``--tta`` sets the SegNet test-time augmentation (``[segmentation] test_time_augmentation``; default: as
+shipped).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import torch
 
 from celltrack.io import write_ctc_dataset
 from celltrack.metrics import evaluate
-from celltrack.pipeline.track import run_tracking
+from celltrack.models.segnet import TEST_TIME_AUGMENTATIONS
+from celltrack.pipeline.track import TrackingConfig, run_tracking
 from celltrack.synthetic import generate_movie
 
 #: Short name (``--cases``) -> (row title, generator overrides). "8-bit" and "uneven illumination" are made
@@ -48,7 +52,7 @@ CASES: dict[str, tuple[str, dict]] = {
 METRICS = ("TRA", "DET", "SEG", "LNK", "BC(0)")
 
 
-def one_case(key: str, seed: int, folder: Path) -> dict:
+def one_case(key: str, seed: int, folder: Path, config: TrackingConfig | None = None) -> dict:
     name, overrides = CASES[key]
     movie = generate_movie(**({"frames": 30, "seed": seed} | overrides))
     images = movie.images
@@ -62,7 +66,7 @@ def one_case(key: str, seed: int, folder: Path) -> dict:
         images = np.round(images * (1.0 - 0.6 * radius**2)).astype(images.dtype)
     write_ctc_dataset(images, movie.labels, movie.markers, movie.tracks, folder)
     start = time.perf_counter()
-    run_tracking(folder / "01", folder / "01_RES")
+    run_tracking(folder / "01", folder / "01_RES", config)
     seconds = time.perf_counter() - start
     scores = evaluate(folder / "01_RES", folder / "01_GT").metrics
     return (
@@ -77,12 +81,19 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--tta", choices=TEST_TIME_AUGMENTATIONS, default=None,
+        help="SegNet test-time augmentation (default: as shipped)",
+    )
     args = parser.parse_args()
+    config = None
+    if args.tta is not None:
+        config = TrackingConfig.model_validate({"segmentation": {"test_time_augmentation": args.tta}})
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.cases:
-            rows.append(one_case(key, args.seed, Path(tmp) / key))
+            rows.append(one_case(key, args.seed, Path(tmp) / key, config))
             print(
                 pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True
             )

@@ -7,10 +7,12 @@ annotated, SEG masks, renumbered 0..k-1), each predicted object becomes a one-fr
 py-ctcmetrics computes DET and SEG on exactly those frames.
 
     python benchmarks/segmentation.py [--data ../shared/data] [--threads 2] [--model DIR] [--members 1 2]
-                                      [--extent default|on|off|both]
+                                      [--extent default|on|off|both] [--tta none flip flips d4]
 
 ``--extent`` sets the SegNet segmenter's half-maximum growth step (``SegNetSegmenterConfig.extent``):
 as shipped (``default``), on, off, or both (each SegNet size is run with and without it).
+``--tta`` sets its test-time augmentation (``SegNetSegmenterConfig.test_time_augmentation``); several
+values are compared (default: as shipped).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from celltrack.io import format_track_table, open_sequence, read_gt, write_ctc_dataset
 from celltrack.metrics import evaluate
 from celltrack.models import SegNet
+from celltrack.models.segnet import TEST_TIME_AUGMENTATIONS
 from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig, build_segmenter, estimate_diameter
 from celltrack.segment import ExtentConfig
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
@@ -118,8 +121,13 @@ def main() -> None:
         "--extent", choices=("default", "on", "off", "both"), default="default",
         help="SegNet's half-maximum growth step: as shipped, on, off, or both (compared)",
     )
+    parser.add_argument(
+        "--tta", nargs="+", choices=TEST_TIME_AUGMENTATIONS, default=None,
+        help="SegNet test-time augmentation(s) to compare (default: as shipped)",
+    )
     args = parser.parse_args()
     shipped = SegNetSegmenterConfig().extent
+    augmentations = args.tta or [SegNetSegmenterConfig().test_time_augmentation]
     extents = {
         "default": [shipped], "on": [ExtentConfig()], "off": [None], "both": [None, ExtentConfig()],
     }[args.extent]
@@ -142,14 +150,20 @@ def main() -> None:
             sample = images[len(images) // 2]
             diameter = estimate_diameter(sample)
             methods = [
-                (f"segnet x{n}" + (" + extent" if extent is not None else ""), n, extent)
-                for n in sizes for extent in extents
-            ] + [("classic", 0, None)]
-            for method, n_members, extent in methods:
+                (
+                    f"segnet x{n}" + (" + extent" if extent is not None else "")
+                    + (f" + tta {tta}" if tta != "none" else ""),
+                    n, extent, tta,
+                )
+                for n in sizes for extent in extents for tta in augmentations
+            ] + [("classic", 0, None, "none")]
+            for method, n_members, extent, tta in methods:
                 pixel_scale = None
                 if n_members:
                     subset = ensemble_subset(model, n_members)
-                    segnet_config = SegNetSegmenterConfig(nucleus_diameter=diameter, extent=extent)
+                    segnet_config = SegNetSegmenterConfig(
+                        nucleus_diameter=diameter, extent=extent, test_time_augmentation=tta
+                    )
                     segmenter = SegNetSegmenter(segnet_config, subset)
                     segment = segmenter.segment
                     # The pipeline grows SegNet objects after the merge split (not when grown already).
@@ -188,7 +202,8 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(
         f"\nSegNet: model with {model.config.n_members} members (segnet xN = its first N; + extent = with "
-        f"the half-maximum growth step), {args.threads} threads. Goals (real data): SEG >= 0.90, "
+        f"the half-maximum growth step; + tta = probabilities averaged over flips/transposes), "
+        f"{args.threads} threads. Goals (real data): SEG >= 0.90, "
         "DET >= 0.99, <= 1 s per 700x1100 frame."
     )
 

@@ -12,7 +12,9 @@ Every linker gets the same detections; results are written as CTC folders and sc
 py-ctcmetrics and the Wu precision curve. Prints TRA, DET, SEG, LNK, CT, TF, BC(0), P@20 and
 seconds (linking only for the baselines; whole pipeline for ``celltrack`` e2e).
 
-    python benchmarks/tracking.py [--data ../shared/data] [--settings given e2e] [--methods ...]
+    python benchmarks/tracking.py [--data ../shared/data] [--settings given e2e] [--methods ...] [--tta flips]
+
+``--tta`` sets the SegNet test-time augmentation of the ``e2e`` segmentation (default: as shipped).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from baselines import link_celltrack, link_hungarian, link_laptrack, link_trackp
 from celltrack.graph import TrackGraph
 from celltrack.io import detections_from_sequence, open_sequence, read_gt, write_ctc_result
 from celltrack.metrics import evaluate
+from celltrack.models.segnet import TEST_TIME_AUGMENTATIONS
 from celltrack.pipeline.segment import SegmentationConfig, run_segmentation
 
 DATASETS = ("Fluo-N2DL-HeLa", "Fluo-N2DH-SIM+")
@@ -57,7 +60,9 @@ METHODS: dict[str, Callable[[pd.DataFrame, object], TrackGraph]] = {
 }
 
 
-def run(data: Path, settings: list[str], methods: list[str]) -> pd.DataFrame:
+def run(
+    data: Path, settings: list[str], methods: list[str], segmentation: SegmentationConfig | None = None
+) -> pd.DataFrame:
     rows = []
     for name in DATASETS:
         root = data / name
@@ -73,7 +78,7 @@ def run(data: Path, settings: list[str], methods: list[str]) -> pd.DataFrame:
                     labels = gt.tra
                     prep = 0.0
                 else:
-                    run_segmentation(images, Path(tmp) / "seg", SegmentationConfig())
+                    run_segmentation(images, Path(tmp) / "seg", segmentation or SegmentationConfig())
                     labels = open_sequence(Path(tmp) / "seg", prefix="mask")
                     prep = time.perf_counter() - start
                 table = detections_from_sequence(labels, images)
@@ -118,9 +123,14 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["given", "e2e"], choices=["given", "e2e"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--tta", choices=TEST_TIME_AUGMENTATIONS, default=None,
+        help="SegNet test-time augmentation for e2e (default: as shipped)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    table = run(Path(args.data), args.settings, args.methods)
+    segmentation = None if args.tta is None else SegmentationConfig(test_time_augmentation=args.tta)
+    table = run(Path(args.data), args.settings, args.methods, segmentation)
     if not table.empty:
         print()
         print(

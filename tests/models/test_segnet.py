@@ -391,3 +391,80 @@ def test_blur_augmentation_softens_patches_and_is_off_by_default() -> None:
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.8 * np.abs(np.diff(sharp, axis=1)).mean()
     with pytest.raises(ValueError, match="blur_sigma_max"):
         AugmentationConfig(blur_sigma_max=-1.0)
+
+
+# Test-time augmentation: each option's group of transforms, as (forward, inverse) on (..., Y, X) arrays.
+_TRANSFORMS = {
+    "left-right": (lambda a: a[..., ::-1], lambda a: a[..., ::-1]),
+    "up-down": (lambda a: a[..., ::-1, :], lambda a: a[..., ::-1, :]),
+    "rotation 180": (lambda a: a[..., ::-1, ::-1], lambda a: a[..., ::-1, ::-1]),
+    "transpose": (lambda a: np.swapaxes(a, -2, -1), lambda a: np.swapaxes(a, -2, -1)),
+    "rotation 90": (lambda a: np.rot90(a, 1, (-2, -1)), lambda a: np.rot90(a, -1, (-2, -1))),
+}
+_GROUPS = {
+    "flip": ["left-right"],
+    "flips": ["left-right", "up-down", "rotation 180"],
+    "d4": list(_TRANSFORMS),
+}
+
+
+@pytest.mark.parametrize("augmentation", ["flip", "flips", "d4"])
+def test_test_time_augmentation_is_equivariant_to_its_transforms(augmentation: str) -> None:
+    model = _model()
+    frame, _ = _discs((61, 47), 4, 7, np.random.default_rng(5))  # odd, non-square: transposes change shape
+    tiled = model.predict_frame(frame, tile_size=24, test_time_augmentation=augmentation)
+    whole = model.predict_frame(frame, tile_size=1000, test_time_augmentation=augmentation)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)  # tiles with margins stay exact under TTA
+    np.testing.assert_allclose(whole.sum(axis=0), 1.0, atol=1e-5)
+    for name in _GROUPS[augmentation]:
+        forward, inverse = _TRANSFORMS[name]
+        moved = model.predict_frame(
+            np.ascontiguousarray(forward(frame)), tile_size=1000, test_time_augmentation=augmentation
+        )
+        np.testing.assert_allclose(inverse(moved), whole, atol=1e-6, err_msg=name)
+        # Without TTA the network itself is not equivariant: the test has teeth.
+        plain = model.predict_frame(frame, tile_size=1000)
+        plain_moved = model.predict_frame(np.ascontiguousarray(forward(frame)), tile_size=1000)
+        assert np.abs(inverse(plain_moved) - plain).max() > 1e-4
+
+
+def test_test_time_augmentation_averages_mapped_back_outputs_per_image() -> None:
+    model = _model()
+    x = torch.randn(2, 1, 29, 35)
+    with torch.inference_mode():
+        plain = model.probabilities(x)
+        torch.testing.assert_close(model.augmented_probabilities(x, "none"), plain, atol=0, rtol=0)
+        expected = (
+            plain
+            + model.probabilities(x.flip(-1)).flip(-1)
+            + model.probabilities(x.flip(-2)).flip(-2)
+            + model.probabilities(x.flip(-2, -1)).flip(-2, -1)
+        ) / 4
+        flips = model.augmented_probabilities(x, "flips")
+        single = model.augmented_probabilities(x[1:], "flips")
+        d4 = model.augmented_probabilities(x, "d4")
+        transposed = model.augmented_probabilities(x.transpose(-2, -1).contiguous(), "flips")
+    torch.testing.assert_close(flips, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(single, flips[1:], atol=1e-6, rtol=1e-5)  # the batch does not mix images
+    torch.testing.assert_close(d4, (flips + transposed.transpose(-2, -1)) / 2, atol=1e-6, rtol=1e-5)
+
+
+def test_test_time_augmentation_rejects_unknown_names() -> None:
+    model = _model(n_members=1)
+    frame = np.random.default_rng(6).normal(size=(20, 20))
+    with pytest.raises(ValueError, match="must be one of 'none', 'flip', 'flips', 'd4', got 'rot90'"):
+        model.predict_frame(frame, test_time_augmentation="rot90")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be one of"):
+        model.augmented_probabilities(torch.zeros(1, 1, 8, 8), "D4")  # type: ignore[arg-type]
+
+
+def test_batched_test_time_augmentation_equals_one_copy_at_a_time(monkeypatch) -> None:
+    from celltrack.models import segnet as segnet_module
+
+    model = _model()
+    x = torch.randn(1, 1, 33, 26)
+    with torch.inference_mode():
+        one_at_a_time = model.augmented_probabilities(x, "d4")
+        monkeypatch.setattr(segnet_module, "_TTA_BATCH_PIXELS_CPU", 4 * x.numel())  # as on a GPU
+        batched = model.augmented_probabilities(x, "d4")
+    torch.testing.assert_close(batched, one_at_a_time, atol=1e-6, rtol=1e-5)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 from scipy import ndimage as ndi
 
-from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig
-from celltrack.segment import ExtentConfig
+from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig, build_segmenter
+from celltrack.segment import ExtentConfig, SegNetSegmenterConfig
 from celltrack.synthetic import disc_labels
 
 
@@ -33,3 +35,23 @@ def test_merged_nuclei_are_cut_before_the_objects_grow() -> None:
     outputs = iter([apart, merged])
     classic = MovieSegmenter(lambda frame: next(outputs), SegmentationConfig(), pixel_scale=None)
     assert (list(classic.label_frames(images, range(2)))[1] > 0).sum() == merged.sum()
+
+
+def test_test_time_augmentation_reaches_the_segnet_segmenter(monkeypatch) -> None:
+    import celltrack.segment.segnet as segnet_module
+
+    seen = []
+    original = segnet_module.SegNetSegmenter
+
+    def recording(config, model=None):
+        seen.append(config.test_time_augmentation)
+        return original(config, model)
+
+    monkeypatch.setattr(segnet_module, "SegNetSegmenter", recording)
+    default = SegmentationConfig(method="segnet", nucleus_diameter=None)
+    assert default.test_time_augmentation == SegNetSegmenterConfig().test_time_augmentation
+    build_segmenter(default)
+    build_segmenter(default.model_copy(update={"test_time_augmentation": "flip"}))
+    assert seen == [SegNetSegmenterConfig().test_time_augmentation, "flip"]
+    with pytest.raises(ValidationError, match="'none', 'flip', 'flips' or 'd4'"):
+        SegmentationConfig.model_validate({"test_time_augmentation": "rot90"})

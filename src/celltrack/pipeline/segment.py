@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
+from celltrack.models.segnet import TestTimeAugmentation
 from celltrack.segment import ExtentConfig, drop_insignificant_objects, grow_to_half_maximum
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter
+from celltrack.segment.segnet import SegNetSegmenterConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ class SegmentationConfig(BaseModel):
         ge=0,
         description="Objects whose mean intensity exceeds the background ring around them by fewer than this "
         "many standard errors (noise std / sqrt(area)) are dropped: noise blobs in dim movies. 0 keeps all.",
+    )
+    test_time_augmentation: TestTimeAugmentation = Field(
+        SegNetSegmenterConfig.model_fields["test_time_augmentation"].default,
+        description="SegNet probabilities averaged over flips of each frame: 'none', 'flip', 'flips' (4 "
+        "passes) or 'd4' (8); see SegNetSegmenterConfig.",
     )
     classic: ClassicConfig = Field(default_factory=ClassicConfig)
     merge_split: MergeSplitConfig = Field(
@@ -169,7 +176,7 @@ def _per_frame_segmenter(
         segment = _significant_only(ClassicSegmenter(classic).segment, config)
         return "classic", segment, None, config.nucleus_diameter  # type: ignore[return-value]
     from celltrack.models.segnet import SegNet
-    from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
+    from celltrack.segment.segnet import SegNetSegmenter
 
     try:
         model = SegNet.load(config.model, device=device)
@@ -179,7 +186,12 @@ def _per_frame_segmenter(
         logger.warning("no usable SegNet model was found; segmenting with the classic method instead")
         return _per_frame_segmenter(config.model_copy(update={"method": "classic"}), device, None)
     segmenter = SegNetSegmenter(
-        SegNetSegmenterConfig(nucleus_diameter=config.nucleus_diameter, device=device), model=model
+        SegNetSegmenterConfig(
+            nucleus_diameter=config.nucleus_diameter,
+            device=device,
+            test_time_augmentation=config.test_time_augmentation,
+        ),
+        model=model,
     )
     segment = _significant_only(segmenter.segment, config)
     return "segnet", segment, segmenter.pixel_scale, config.nucleus_diameter  # type: ignore[return-value]

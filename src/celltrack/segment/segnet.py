@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from celltrack.models.segnet import SegNet
+from celltrack.models.segnet import SegNet, TestTimeAugmentation
 from celltrack.segment.extent import ExtentConfig, grow_to_half_maximum
 from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
 
@@ -31,6 +31,17 @@ class SegNetSegmenterConfig(BaseModel):
         None, ge=0, description="Tile overlap per side; None = receptive-field radius (exact tiling)."
     )
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
+    # Off by default. 'flips' raised held-out SEG a little (HeLa 01 GT 0.873 -> 0.874, silver truth of
+    # unseen frames 0-11 0.935 -> 0.937; SIM+ 01 0.874 -> 0.878; demo ±0.002) at 1.4 s instead of 0.5 s per
+    # HeLa frame on one thread, but end to end it delays divisions where daughters touch: SIM+ 01 BC(0)
+    # 0.857 -> 0.714, CT 0.714 -> 0.601 ('flip': 0.786, 0.634); demo LNK 0.851 -> 0.838
+    # (benchmarks/segmentation.py --tta, benchmarks/tracking.py).
+    test_time_augmentation: TestTimeAugmentation = Field(
+        "none",
+        description="Average the class probabilities over transforms of the input, each mapped back: "
+        "'none'; 'flip' (left-right, 2 passes); 'flips' (left-right, up-down, both; 4 passes); 'd4' (those "
+        "and their transposes; 8 passes). Time grows with the passes; the tracker's features are unchanged.",
+    )
     instances: InstancesConfig = Field(default_factory=InstancesConfig)
     # Off here: run before the temporal merge split it fills the waist of merged nuclei and the split misses
     # some; the pipeline grows objects after the split instead (SegmentationConfig.grow).
@@ -86,6 +97,7 @@ class SegNetSegmenter:
             nucleus_diameter=cfg.nucleus_diameter,
             tile_size=cfg.tile_size,
             tile_margin=cfg.tile_margin,
+            test_time_augmentation=cfg.test_time_augmentation,
         )
 
     def segment(self, image: np.ndarray) -> np.ndarray:

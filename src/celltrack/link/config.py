@@ -117,7 +117,7 @@ class AppearanceConfig(BaseModel):
     )
     window: int | Auto = Field(
         "auto",
-        description="Filter window side (px). auto: max(24, 2 diameters) (CFConfig.window_for with "
+        description="Filter window side (px). auto: max(40, 2 diameters) (CFConfig.window_for with "
         "padding 2); larger windows only add neighbours to the template.",
     )
     downsample: int | Auto = Field(
@@ -337,7 +337,7 @@ class LinkerConfig(BaseModel):
             motion["velocity_weight"] = stats.persistence
         appearance = data["appearance"]
         if appearance["window"] == "auto":
-            appearance["window"] = CFConfig(window=24, padding=2.0).window_for(diameter)
+            appearance["window"] = CFConfig(padding=2.0).window_for(diameter)
         if appearance["downsample"] == "auto":
             appearance["downsample"] = max(1, int(diameter // 20))
         if appearance["sigma"] == "auto":

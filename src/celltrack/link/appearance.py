@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from celltrack.cf import CFConfig, FilterBank, max_over_steps, row_blocks, window_origins, window_spectra
 from celltrack.features import FeatureExtractor, as_frame_array
@@ -448,22 +449,35 @@ def measure_intensity(frame: np.ndarray, yx: np.ndarray, radius: np.ndarray) -> 
         return np.zeros(0, np.float64)
     image = as_frame_array(np.asarray(frame))
     height, width = image.shape
-    # A regular sample of ~65,000 pixels fixes the median to well under the noise, without sorting the frame.
-    step = max(1, int(np.ceil(np.sqrt(image.size / 65_536))))
+    # A regular sample of ~16,000 pixels fixes the median to well under the noise, without sorting the frame.
+    step = max(1, int(np.ceil(np.sqrt(image.size / 16_384))))
     background = float(np.median(image[::step, ::step]))
     radius = np.maximum(np.asarray(radius, np.float64), 1.0)
     size = 2 * int(np.ceil(radius.max())) + 1
     origins = np.floor(yx + 0.5).astype(np.int64) - size // 2
-    rows = origins[:, 0:1] + np.arange(size)
-    cols = origins[:, 1:2] + np.arange(size)
-    windows = image[np.clip(rows, 0, height - 1)[:, :, None], np.clip(cols, 0, width - 1)[:, None, :]]
-    outside = ~(((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :])
-    windows = np.where(outside, background, windows.astype(np.float64))
-    steps = np.arange(size) - size // 2
+    windows = np.empty((len(yx), size, size), np.float32)
+    interior = (
+        np.all(origins >= 0, axis=1) & (origins[:, 0] + size <= height) & (origins[:, 1] + size <= width)
+    )
+    if interior.any():
+        # A strided view gathers whole windows at once, far faster than per-pixel fancy indexing.
+        views = sliding_window_view(image, (size, size)) if min(height, width) >= size else None
+        if views is not None:
+            windows[interior] = views[origins[interior, 0], origins[interior, 1]]
+        else:  # pragma: no cover - a frame smaller than one window has no interior window
+            interior[:] = False
+    border = np.flatnonzero(~interior)
+    if len(border):
+        rows = origins[border, 0:1] + np.arange(size)
+        cols = origins[border, 1:2] + np.arange(size)
+        patch = image[np.clip(rows, 0, height - 1)[:, :, None], np.clip(cols, 0, width - 1)[:, None, :]]
+        outside = ~(((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :])
+        windows[border] = np.where(outside, np.float32(background), patch.astype(np.float32))
+    steps = np.arange(size, dtype=np.float32) - size // 2
     # Window pixel (size // 2) sits on the rounded centre; measure distances from the exact centre.
-    offset = yx - np.floor(yx + 0.5)
-    dy = steps[None, :, None] - offset[:, 0, None, None]
-    dx = steps[None, None, :] - offset[:, 1, None, None]
-    inside = dy**2 + dx**2 <= radius[:, None, None] ** 2
+    offset = (yx - np.floor(yx + 0.5)).astype(np.float32)
+    dy = (steps[None, :] - offset[:, 0:1]) ** 2
+    dx = (steps[None, :] - offset[:, 1:2]) ** 2
+    inside = dy[:, :, None] + dx[:, None, :] <= (radius.astype(np.float32) ** 2)[:, None, None]
     counts = np.maximum(inside.sum(axis=(1, 2)), 1)
-    return (windows * inside).sum(axis=(1, 2)) / counts - background
+    return np.einsum("nij,nij->n", windows, inside.astype(np.float32)) / counts - background

@@ -421,8 +421,8 @@ def measure_scene(detections: pd.DataFrame) -> SceneStatistics:
     bounds = np.searchsorted(frames, np.unique(frames))
     groups = {int(frames[b]): (b, e) for b, e in zip(bounds, [*bounds[1:], len(frames)], strict=True)}
     steps, log_ratios, intensity_ratios = [], [], []
-    # mutual nearest neighbours: index at t -> (index at t+1, step vector)
-    mutual: dict[int, dict[int, tuple[int, np.ndarray]]] = {}
+    # Mutual nearest neighbours between consecutive frames: source index -> target index and step vector.
+    link_source, link_target, link_step = [], [], []
     for t, (b, e) in groups.items():
         if t + 1 not in groups:
             continue
@@ -434,27 +434,28 @@ def measure_scene(detections: pd.DataFrame) -> SceneStatistics:
             log_ratios.append(np.log(area[nb:ne] / area[b:e][nearest]))
             intensity_ratios.append(np.log(intensity[nb:ne] / intensity[b:e][nearest]))
         _, back = cKDTree(nxt).query(prev)
-        is_mutual = back[nearest] == np.arange(len(nxt))
-        mutual[t] = {
-            int(b + nearest[j]): (int(nb + j), nxt[j] - prev[nearest[j]]) for j in np.flatnonzero(is_mutual)
-        }
+        mutual = np.flatnonzero(back[nearest] == np.arange(len(nxt)))
+        link_source.append(b + nearest[mutual])
+        link_target.append(nb + mutual)
+        link_step.append(nxt[mutual] - prev[nearest[mutual]])
     step_all = np.concatenate(steps) if steps else np.zeros(0)
     step_p90 = float(np.percentile(step_all, 90)) if len(step_all) >= _MIN_SAMPLES else None
     log_area_sigma = _spread(log_ratios)
     log_intensity_sigma = _spread(intensity_ratios) if has_intensity else None
-    first, second = [], []
-    for t, links in mutual.items():
-        following = mutual.get(t + 1, {})
-        for target, step in links.values():
-            if target in following:
-                first.append(step)
-                second.append(following[target][1])
     persistence = 0.0
-    if len(first) >= _MIN_SAMPLES:
-        a, b = np.asarray(first), np.asarray(second)
-        denominator = float(np.sum(a * a))
-        if denominator > 0:
-            persistence = float(np.clip(np.sum(a * b) / denominator, 0.0, 1.0))
+    if link_source:
+        source, target = np.concatenate(link_source), np.concatenate(link_target)
+        step = np.concatenate(link_step)
+        # Two consecutive mutual links: the first one's target starts the second.
+        link_from = np.full(len(frames), -1, np.int64)
+        link_from[source] = np.arange(len(source))
+        then = link_from[target]
+        chained = np.flatnonzero(then >= 0)
+        if len(chained) >= _MIN_SAMPLES:
+            a, b = step[chained], step[then[chained]]
+            denominator = float(np.sum(a * a))
+            if denominator > 0:
+                persistence = float(np.clip(np.sum(a * b) / denominator, 0.0, 1.0))
     return SceneStatistics(
         diameter, step_p90, log_area_sigma, persistence, len(step_all), log_intensity_sigma
     )

@@ -2,7 +2,8 @@
 
 For every frame ``t`` the tracks seen at ``t - 1`` compete for the detections of ``t``. Candidates come from
 a KD-tree around each track's predicted position; the cost combines motion, size change and (with frames)
-the track's correlation-filter response at the candidate, all filters evaluated in one batched pass.
+the track's correlation-filter response at the candidate. Responses are measured only in the components
+of the candidate graph whose links they can change, all of a frame's in one batched pass.
 Tracks missing for up to ``gaps.max_gap`` frames stay active: they are not linked here, but their filter
 responses at unclaimed detections are recorded for gap closing in the global pass.
 """

@@ -269,15 +269,39 @@ def _gather_patches(
     return intensity, inside_rows[:, :, None] & inside_cols[:, None, :]
 
 
+def _blur_region(stack: np.ndarray, sigma: float, region: slice) -> np.ndarray:
+    """Gaussian blur of (N, S, S) patches, computed only on ``region`` of both axes (float32).
+
+    The margin around ``region`` holds every pixel the kernel reads, so this equals blurring the whole
+    patches (:func:`_blur_last_axes`, same kernel) and cropping, at a fraction of the cost.
+    """
+    if sigma <= 0:
+        return stack[:, region, region]
+    radius = _blur_radius(sigma)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    start, stop = region.start, region.stop
+    if start - radius < 0 or stop + radius > stack.shape[-1]:
+        raise ValueError(
+            f"region {start}:{stop} needs a margin of {radius} px inside patches of {stack.shape[-1]}"
+        )
+    rows = taps[0] * stack[:, start - radius : stop - radius, :]
+    for k in range(1, 2 * radius + 1):
+        rows += taps[k] * stack[:, start - radius + k : stop - radius + k, :]
+    out = taps[0] * rows[:, :, start - radius : stop - radius]
+    for k in range(1, 2 * radius + 1):
+        out += taps[k] * rows[:, :, start - radius + k : stop - radius + k]
+    return out
+
+
 def _patch_features(intensity: np.ndarray, inside: np.ndarray, size: int, config: RawConfig) -> np.ndarray:
     """Intensity and gradient-magnitude channels of gathered patches (:func:`_gather_patches`)."""
     margin = _margin(config)
     inner = slice(margin, margin + size)
     ring = slice(margin - 1, margin + size + 1)
     out = np.empty((len(intensity), 2, size, size), np.float32)
-    out[:, 0] = _blur_last_axes(intensity, config.intensity_sigma)[:, inner, inner]
-    smoothed = _blur_last_axes(intensity, config.gradient_sigma)
-    _gradient_magnitude(smoothed[:, ring, ring], out=out[:, 1])
+    out[:, 0] = _blur_region(intensity, config.intensity_sigma, inner)
+    _gradient_magnitude(_blur_region(intensity, config.gradient_sigma, ring), out=out[:, 1])
     # Background (zero after subtraction) outside the frame, as for crops of the full-frame maps.
     out *= inside[:, None]
     return out

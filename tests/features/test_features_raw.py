@@ -52,7 +52,7 @@ def test_layer_and_shape_contract(rng: np.random.Generator) -> None:
     assert layers[0].shape == (4, 2, 40, 40) and layers[0].dtype == torch.float32
     assert bool(torch.isfinite(layers[0]).all())
     same = extractor.windows_from_maps(extractor.compute_maps(frame), centres, 40)
-    # Window-local filtering sums the kernel in float32 where full-frame maps use scipy: rounding apart, equal.
+    # Window-local filtering sums the kernel in float32, full-frame maps use scipy: equal up to rounding.
     torch.testing.assert_close(same[0], layers[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(extract_raw_windows(frame, centres, 40)[0], layers[0], rtol=0, atol=0)
     assert extractor.extract_windows(frame, np.zeros((0, 2)), 40)[0].shape == (0, 2, 40, 40)

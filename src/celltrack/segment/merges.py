@@ -6,7 +6,8 @@ object that contains most of two or more previous nuclei (or their old centres, 
 good part of their size and so lie mostly inside no object), and is about as large as them together, is cut
 between them by a seeded watershed on its distance transform, seeded by those nuclei (eroded, so the cut
 may move with them), if it narrows there or the nuclei were both whole (each at least ``whole_fraction``
-of the previous frame's median object: two nuclei pressed flat together show no neck). A division (one
+of the previous frame's median object: two nuclei pressed flat together show no neck) or already separate
+objects two frames back (whatever their size, when the object is larger than one nucleus). A division (one
 previous nucleus, two current objects) is never touched; a nucleus merely brushing its neighbour is left
 alone by the area test; a convex object (one nucleus the previous frame over-split into fragments) by the
 neck test; and two nuclei that were one object two frames back (a division the segmenter showed a frame
@@ -58,6 +59,11 @@ class MergeSplitConfig(BaseModel):
         Previous nuclei that were each at least this fraction of the previous frame's median object area
         are whole nuclei, not fragments of an over-split one: an object holding two of them is cut even
         where it does not narrow (nuclei pressed flat against each other). None: always require a neck.
+    cut_apart_nuclei : bool
+        Also cut without a neck when the previous nuclei, whatever their size, were already separate objects
+        two frames back (each overlapping mostly its own object there; a small or newborn nucleus pressed
+        against a neighbour), provided the object is larger than one nucleus (more than
+        ``max_single_ratio`` times the previous frame's median object). Needs ``whole_fraction``.
     rejoin_fragments : bool
         The opposite correction (in :meth:`MergeSplitter.split_movie`): touching objects that lie mostly
         inside one previous object, a single nucleus by size (at most ``max_single_ratio`` times the
@@ -65,7 +71,7 @@ class MergeSplitConfig(BaseModel):
         are joined again: one nucleus over-split, or daughters not yet apart (the CTC ground truth of
         HeLa and SIM+ marks daughters once they have separated).
     max_single_ratio, max_fragments_ratio : float
-        See ``rejoin_fragments``.
+        See ``rejoin_fragments`` (``max_single_ratio`` also for ``cut_apart_nuclei``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -76,6 +82,7 @@ class MergeSplitConfig(BaseModel):
     seed_erosion: int = Field(1, ge=0, description="pixels")
     max_neck_ratio: float = Field(0.95, gt=0)
     whole_fraction: float | None = Field(0.6, gt=0)
+    cut_apart_nuclei: bool = True
     rejoin_fragments: bool = True
     max_single_ratio: float = Field(1.5, gt=0)
     max_fragments_ratio: float = Field(1.5, gt=0)
@@ -144,6 +151,7 @@ class MergeSplitter:
             The frame before ``previous``. Nuclei that were one object there (a division, or a nucleus split
             too early while it divides) and join again now are left joined: cutting them would bring the
             division forward, while a daughter missing for a frame is bridged by the linker's gap closing.
+            Nuclei that were separate objects there are cut even without a neck (``cut_apart_nuclei``).
 
         Returns
         -------
@@ -155,10 +163,10 @@ class MergeSplitter:
         if not self.config.enabled:
             return current
         merged = self.merged_objects(previous, current)
+        owners: dict[int, list[int | None]] = {}
         if before is not None:
-            merged = {
-                label: nuclei for label, nuclei in merged.items() if not _one_object(before, previous, nuclei)
-            }
+            owners = {label: _owners(before, previous, nuclei) for label, nuclei in merged.items()}
+            merged = {label: nuclei for label, nuclei in merged.items() if not _one_owner(owners[label])}
         if not merged:
             return current
         next_label = int(current.max()) + 1
@@ -167,9 +175,12 @@ class MergeSplitter:
         boxes = ndi.find_objects(current)
         previous_area = np.bincount(previous.ravel())
         present = previous_area[1:][previous_area[1:] > 0]
-        whole_area = np.inf
+        whole_area = single_area = np.inf
         if self.config.whole_fraction is not None and len(present):
-            whole_area = self.config.whole_fraction * float(np.median(present))
+            median_area = float(np.median(present))
+            whole_area = self.config.whole_fraction * median_area
+            if self.config.cut_apart_nuclei:
+                single_area = self.config.max_single_ratio * median_area
         split = 0
         for label, nuclei in merged.items():
             box = boxes[label - 1]
@@ -183,7 +194,10 @@ class MergeSplitter:
                 seeds[eroded if eroded.any() else seed] = index
             distance = ndi.distance_transform_edt(mask)
             parts = watershed(-distance, seeds, mask=mask)
-            whole = bool(previous_area[nuclei].min() >= whole_area)
+            # Nuclei already apart two frames back are no fragments of one, whatever their size (a small or
+            # newborn nucleus pressed against a neighbour); the object must still be larger than one nucleus.
+            apart = bool(np.count_nonzero(mask) > single_area) and _apart(owners.get(label, []))
+            whole = bool(previous_area[nuclei].min() >= whole_area) or apart
             if not whole and _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
                 continue
             split += 1
@@ -298,17 +312,46 @@ def _grown_box(box: tuple[slice, slice], shape: tuple[int, ...], area: float) ->
     )  # type: ignore[return-value]
 
 
+def _owners(before: np.ndarray, previous: np.ndarray, nuclei: list[int]) -> list[int | None]:
+    """The object of ``before`` that each given nucleus of ``previous`` mostly overlaps (None: none).
+
+    Parameters
+    ----------
+    before, previous : numpy.ndarray of int, shape (Y, X)
+        Label images of two consecutive frames.
+    nuclei : list of int
+        Labels of ``previous``.
+
+    Returns
+    -------
+    list of int or None
+        One entry per nucleus: the label of ``before`` it overlaps most, or None when less than half of it
+        lies on objects of ``before``.
+    """
+    _check_pair(before, previous)
+    owners: list[int | None] = []
+    for nucleus in nuclei:
+        inside = previous == nucleus
+        under = before[inside]
+        under = under[under > 0]
+        held = len(under) >= 0.5 * np.count_nonzero(inside)
+        owners.append(int(np.bincount(under).argmax()) if held and len(under) else None)
+    return owners
+
+
 def _one_object(before: np.ndarray, previous: np.ndarray, nuclei: list[int]) -> bool:
     """Whether the given nuclei of ``previous`` all overlap mostly one and the same object of ``before``."""
-    _check_pair(before, previous)
-    owners = set()
-    for nucleus in nuclei:
-        under = before[previous == nucleus]
-        under = under[under > 0]
-        if len(under) < 0.5 * np.count_nonzero(previous == nucleus):
-            return False
-        owners.add(int(np.bincount(under).argmax()))
-    return len(owners) == 1
+    return _one_owner(_owners(before, previous, nuclei))
+
+
+def _one_owner(owners: list[int | None]) -> bool:
+    """Whether every nucleus has an owner and all share it (see :func:`_owners`)."""
+    return None not in owners and len(set(owners)) == 1
+
+
+def _apart(owners: list[int | None]) -> bool:
+    """Whether two or more nuclei each have their own owner: they were already separate objects before."""
+    return len(owners) >= 2 and None not in owners and len(set(owners)) == len(owners)
 
 
 def _neck_ratio(distance: np.ndarray, parts: np.ndarray, n_parts: int) -> float:

@@ -176,3 +176,36 @@ def test_a_nucleus_that_moved_far_counts_as_held_where_its_old_centre_lies() -> 
     assert MergeSplitter().merged_objects(previous, current) == {1: [1, 2]}
     split = split_merged_nuclei(previous, current)
     assert split[30, 26] != split[30, 55]
+
+
+def test_the_cut_follows_the_current_nuclei_not_the_previous_masks() -> None:
+    # Nucleus 1 moved 9 px toward nucleus 2 (6 px on): nucleus 2's previous mask now covers the right
+    # part of nucleus 1. The cut must still fall on the contact of the two current nuclei (column 38-39).
+    previous = discs((60, 90), [(30, 20), (30, 42)], 10)
+    nuclei = discs((60, 90), [(30, 29), (30, 48)], 10)
+    current = (nuclei > 0).astype(np.uint16) * 5
+    split = split_merged_nuclei(previous, current)
+    assert sorted(np.unique(split).tolist()) == [0, 5, 6]
+    for nucleus, (y, x) in ((1, (30, 24)), (2, (30, 53))):
+        assert np.mean(split[nuclei == nucleus] == split[y, x]) > 0.97
+    assert abs(int(np.flatnonzero(split[30] == split[30, 24]).max()) - 38) <= 1
+    # Seeding the distance-transform watershed by the previous masks cuts 6 px into nucleus 1.
+    lagging = split_merged_nuclei(previous, current, MergeSplitConfig(cut="distance"))
+    assert int(np.flatnonzero(lagging[30] == lagging[30, 24]).max()) <= 33
+
+
+def test_power_partition_cuts_touching_discs_at_their_contact_whatever_the_seeds() -> None:
+    from celltrack.segment.merges import power_partition
+
+    yy, xx = np.mgrid[:40, :60]
+    nuclei = np.zeros((40, 60), np.int32)  # radii 8 and 12, touching at column 26
+    nuclei[np.hypot(yy - 20, xx - 18) <= 8] = 1
+    nuclei[np.hypot(yy - 20, xx - 38) < 12] = 2
+    mask = nuclei > 0
+    seeds = [np.zeros_like(mask), np.zeros_like(mask)]
+    seeds[0][18:22, 22:25] = True  # off-centre seeds near the contact
+    seeds[1][18:22, 28:31] = True
+    parts = power_partition(mask, seeds, np.array([np.pi * 8**2, np.pi * 12**2]))
+    assert parts.dtype == np.int32 and set(np.unique(parts).tolist()) == {0, 1, 2}
+    assert np.array_equal(parts > 0, mask)
+    assert np.mean(parts[nuclei == 1] == 1) > 0.97 and np.mean(parts[nuclei == 2] == 2) > 0.97

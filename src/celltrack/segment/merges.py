@@ -4,16 +4,16 @@ Touching nuclei are the commonest segmentation error, and they break tracks: one
 detection while they touch. The previous frame, already corrected, tells which objects hold two nuclei: an
 object that contains most of two or more previous nuclei (or their old centres, for nuclei that moved by a
 good part of their size and so lie mostly inside no object), and is about as large as them together, is cut
-between them (along the power diagram of one disc per nucleus, sized like it and centred on its part of the
-object: the contact of the current nuclei, not the previous frame's outline, which lags behind moving
-nuclei), if it narrows there (by a watershed on its distance transform seeded by those nuclei) or the
-nuclei were both whole (each at least ``whole_fraction`` of the previous frame's median object: two
-nuclei pressed flat together show no neck) or already separate
-objects two frames back (whatever their size, when the object is larger than one nucleus). A division (one
-previous nucleus, two current objects) is never touched; a nucleus merely brushing its neighbour is left
-alone by the area test; a convex object (one nucleus the previous frame over-split into fragments) by the
-neck test; and two nuclei that were one object two frames back (a division the segmenter showed a frame
-early) are left joined, so the division is not brought forward.
+between them, if it narrows there (at the neck, by a watershed on its distance transform seeded by those
+nuclei) or, along the power diagram of one disc per nucleus (sized like it and centred on its part of the
+object: the contact of the current nuclei, not the previous frame's outline, which lags behind moving nuclei),
+where it does not narrow but the nuclei were both whole (each at least ``whole_fraction`` of the previous
+frame's median object: two nuclei pressed flat together show no neck) or already separate objects two frames
+back (whatever their size, when the object is larger than one nucleus). A division (one previous nucleus, two
+current objects) is never touched; a nucleus merely brushing its neighbour is left alone by the area test; a
+convex object (one nucleus the previous frame over-split into fragments) by the neck test; and two nuclei that
+were one object two frames back (a division the segmenter showed a frame early) are left joined, so the
+division is not brought forward.
 
 The opposite error gets the opposite correction (:meth:`MergeSplitter.rejoin`, run by
 :meth:`MergeSplitter.split_movie` after the split): touching objects that lie mostly inside one previous
@@ -76,14 +76,15 @@ class MergeSplitConfig(BaseModel):
     max_single_ratio, max_fragments_ratio : float
         See ``rejoin_fragments`` (``max_single_ratio`` also for ``cut_apart_nuclei``).
     cut : {"power", "distance"}
-        Where a merged object is cut once it is to be cut. ``"power"``: the power (Laguerre) diagram of one
-        disc per nucleus, its area the nucleus's previous area scaled to the object, the centres moved
-        Lloyd-style from the centroids of the previous nuclei inside the object to the centroids of their
-        cells (:func:`power_partition`): two touching discs are cut along their contact, wherever the previous
-        masks were. ``"distance"``: the seeded watershed on the distance transform, seeded by the previous
-        nuclei themselves; a nucleus that moved, or a mask larger than its nucleus (blur), carries its seed
-        into the neighbour's half and the cut follows the previous frame's outline, not the current
-        nuclei. The neck test uses the distance watershed either way.
+        Where an object without a neck (cut because its nuclei are whole or were apart) is cut; an object
+        that narrows is always cut at its neck by the seeded watershed on its distance transform. ``"power"``:
+        the power (Laguerre) diagram of one disc per nucleus, its area the nucleus's previous area scaled to
+        the object, the centres moved Lloyd-style from the centroids of the previous nuclei inside the object
+        to the centroids of their cells (:func:`power_partition`): two touching discs are cut along their
+        contact, wherever the previous masks were. ``"distance"``: the watershed as for a neck; without one
+        the cut falls where the seeds (the previous nuclei) meet, so a nucleus that moved, or a mask larger
+        than its nucleus (blur), carries its seed into the neighbour's half and the cut follows the previous
+        frame's outline, not the current nuclei.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -213,10 +214,12 @@ class MergeSplitter:
             # newborn nucleus pressed against a neighbour); the object must still be larger than one nucleus.
             apart = bool(np.count_nonzero(mask) > single_area) and _apart(owners.get(label, []))
             whole = bool(previous_area[nuclei].min() >= whole_area) or apart
-            if not whole and _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
-                continue
-            if self.config.cut == "power" and all(seed.any() for seed in inside):
-                parts = power_partition(mask, inside, previous_area[nuclei])
+            if _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
+                if not whole:
+                    continue
+                # No neck places the cut: the nuclei are cut at the contact of their discs.
+                if self.config.cut == "power" and all(seed.any() for seed in inside):
+                    parts = power_partition(mask, inside, previous_area[nuclei])
             split += 1
             region = out[box]
             for index in range(2, len(nuclei) + 1):

@@ -176,3 +176,40 @@ def test_a_nucleus_that_moved_far_counts_as_held_where_its_old_centre_lies() -> 
     assert MergeSplitter().merged_objects(previous, current) == {1: [1, 2]}
     split = split_merged_nuclei(previous, current)
     assert split[30, 26] != split[30, 55]
+
+
+def test_the_cut_follows_the_current_nuclei_not_the_previous_masks() -> None:
+    # Two square nuclei pressed flat together (no neck), with a third, typical one. Nucleus 1 moved 6 px
+    # toward nucleus 2 (4 px on): nucleus 2's previous mask covers the right part of nucleus 1 now.
+    previous = np.zeros((60, 120), np.uint16)
+    previous[20:40, 10:30] = 1
+    previous[20:40, 30:50] = 2
+    previous[20:40, 90:110] = 3
+    current = previous.copy()
+    current[20:40, 10:56] = 0
+    current[20:40, 16:36] = 1
+    current[20:40, 36:56] = 1  # nucleus 2, merged with nucleus 1 into one rectangle
+    split = split_merged_nuclei(previous, current)
+    assert len(np.unique(split[split > 0])) == 3
+    left = split[20:40, 16:36]
+    assert np.all(left == split[30, 20]) and not np.any(split[20:40, 36:56] == split[30, 20])
+    # Cut where the seeds (the previous masks) meet, it falls 6 px inside nucleus 1.
+    lagging = split_merged_nuclei(previous, current, MergeSplitConfig(cut="distance"))
+    assert int(np.flatnonzero(lagging[30] == lagging[30, 20]).max()) <= 31
+
+
+def test_power_partition_cuts_touching_discs_at_their_contact_whatever_the_seeds() -> None:
+    from celltrack.segment.merges import power_partition
+
+    yy, xx = np.mgrid[:40, :60]
+    nuclei = np.zeros((40, 60), np.int32)  # radii 8 and 12, touching at column 26
+    nuclei[np.hypot(yy - 20, xx - 18) <= 8] = 1
+    nuclei[np.hypot(yy - 20, xx - 38) < 12] = 2
+    mask = nuclei > 0
+    seeds = [np.zeros_like(mask), np.zeros_like(mask)]
+    seeds[0][18:22, 22:25] = True  # off-centre seeds near the contact
+    seeds[1][18:22, 28:31] = True
+    parts = power_partition(mask, seeds, np.array([np.pi * 8**2, np.pi * 12**2]))
+    assert parts.dtype == np.int32 and set(np.unique(parts).tolist()) == {0, 1, 2}
+    assert np.array_equal(parts > 0, mask)
+    assert np.mean(parts[nuclei == 1] == 1) > 0.97 and np.mean(parts[nuclei == 2] == 2) > 0.97

@@ -4,14 +4,16 @@ Touching nuclei are the commonest segmentation error, and they break tracks: one
 detection while they touch. The previous frame, already corrected, tells which objects hold two nuclei: an
 object that contains most of two or more previous nuclei (or their old centres, for nuclei that moved by a
 good part of their size and so lie mostly inside no object), and is about as large as them together, is cut
-between them by a seeded watershed on its distance transform, seeded by those nuclei (eroded, so the cut
-may move with them), if it narrows there or the nuclei were both whole (each at least ``whole_fraction``
-of the previous frame's median object: two nuclei pressed flat together show no neck) or already separate
-objects two frames back (whatever their size, when the object is larger than one nucleus). A division (one
-previous nucleus, two current objects) is never touched; a nucleus merely brushing its neighbour is left
-alone by the area test; a convex object (one nucleus the previous frame over-split into fragments) by the
-neck test; and two nuclei that were one object two frames back (a division the segmenter showed a frame
-early) are left joined, so the division is not brought forward.
+between them, if it narrows there (at the neck, by a watershed on its distance transform seeded by those
+nuclei) or, along the power diagram of one disc per nucleus (sized like it and centred on its part of the
+object: the contact of the current nuclei, not the previous frame's outline, which lags behind moving nuclei),
+where it does not narrow but the nuclei were both whole (each at least ``whole_fraction`` of the previous
+frame's median object: two nuclei pressed flat together show no neck) or already separate objects two frames
+back (whatever their size, when the object is larger than one nucleus). A division (one previous nucleus, two
+current objects) is never touched; a nucleus merely brushing its neighbour is left alone by the area test; a
+convex object (one nucleus the previous frame over-split into fragments) by the neck test; and two nuclei that
+were one object two frames back (a division the segmenter showed a frame early) are left joined, so the
+division is not brought forward.
 
 The opposite error gets the opposite correction (:meth:`MergeSplitter.rejoin`, run by
 :meth:`MergeSplitter.split_movie` after the split): touching objects that lie mostly inside one previous
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +37,7 @@ from skimage.segmentation import watershed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MergeSplitConfig", "MergeSplitter", "split_merged_nuclei"]
+__all__ = ["MergeSplitConfig", "MergeSplitter", "power_partition", "split_merged_nuclei"]
 
 
 class MergeSplitConfig(BaseModel):
@@ -72,6 +75,16 @@ class MergeSplitConfig(BaseModel):
         HeLa and SIM+ marks daughters once they have separated).
     max_single_ratio, max_fragments_ratio : float
         See ``rejoin_fragments`` (``max_single_ratio`` also for ``cut_apart_nuclei``).
+    cut : {"power", "distance"}
+        Where an object without a neck (cut because its nuclei are whole or were apart) is cut; an object
+        that narrows is always cut at its neck by the seeded watershed on its distance transform. ``"power"``:
+        the power (Laguerre) diagram of one disc per nucleus, its area the nucleus's previous area scaled to
+        the object, the centres moved Lloyd-style from the centroids of the previous nuclei inside the object
+        to the centroids of their cells (:func:`power_partition`): two touching discs are cut along their
+        contact, wherever the previous masks were. ``"distance"``: the watershed as for a neck; without one
+        the cut falls where the seeds (the previous nuclei) meet, so a nucleus that moved, or a mask larger
+        than its nucleus (blur), carries its seed into the neighbour's half and the cut follows the previous
+        frame's outline, not the current nuclei.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -86,6 +99,7 @@ class MergeSplitConfig(BaseModel):
     rejoin_fragments: bool = True
     max_single_ratio: float = Field(1.5, gt=0)
     max_fragments_ratio: float = Field(1.5, gt=0)
+    cut: Literal["power", "distance"] = "power"
 
 
 class MergeSplitter:
@@ -186,8 +200,10 @@ class MergeSplitter:
             box = boxes[label - 1]
             mask = current[box] == label
             seeds = np.zeros(mask.shape, np.int32)
+            inside = []
             for index, nucleus in enumerate(nuclei, start=1):
                 seed = (previous[box] == nucleus) & mask
+                inside.append(seed)
                 eroded = seed
                 if self.config.seed_erosion:
                     eroded = ndi.binary_erosion(seed, iterations=self.config.seed_erosion)
@@ -198,8 +214,12 @@ class MergeSplitter:
             # newborn nucleus pressed against a neighbour); the object must still be larger than one nucleus.
             apart = bool(np.count_nonzero(mask) > single_area) and _apart(owners.get(label, []))
             whole = bool(previous_area[nuclei].min() >= whole_area) or apart
-            if not whole and _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
-                continue
+            if _neck_ratio(distance, parts, len(nuclei)) >= self.config.max_neck_ratio:
+                if not whole:
+                    continue
+                # No neck places the cut: the nuclei are cut at the contact of their discs.
+                if self.config.cut == "power" and all(seed.any() for seed in inside):
+                    parts = power_partition(mask, inside, previous_area[nuclei])
             split += 1
             region = out[box]
             for index in range(2, len(nuclei) + 1):
@@ -280,6 +300,55 @@ def split_merged_nuclei(
 ) -> np.ndarray:
     """Functional form of :meth:`MergeSplitter.split`."""
     return MergeSplitter(config).split(previous, current, before)
+
+
+def power_partition(
+    mask: np.ndarray, seeds: list[np.ndarray], areas: np.ndarray, max_iterations: int = 20
+) -> np.ndarray:
+    """Cut ``mask`` into one part per seed: power diagram of discs of the given areas, centres refined.
+
+    Each pixel goes to the nucleus ``i`` minimising ``|p - c_i|**2 - A_i / pi`` (``A_i`` = ``areas`` scaled to
+    sum to the mask's area); the centres ``c_i`` start at the seeds' centroids and move to their parts'
+    centroids until the parts stop changing (Lloyd). The cut between two touching discs is their contact
+    line, whatever the seeds' shape or how far they lag behind the nuclei.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool, shape (Y, X)
+        The object to cut.
+    seeds : list of numpy.ndarray of bool, each of shape (Y, X)
+        K non-empty seed regions (e.g. the previous nuclei inside the object), in output order.
+    areas : numpy.ndarray, shape (K,)
+        Relative sizes of the K parts (e.g. the previous nuclei's areas).
+    max_iterations : int
+        Lloyd iterations at most.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (Y, X)
+        0 outside ``mask``, ``i + 1`` on the part of seed ``i``.
+    """
+    rows, cols = np.nonzero(mask)
+    points = np.stack([rows, cols], axis=1).astype(np.float64)
+    parts = np.zeros(mask.shape, np.int32)
+    if len(points) == 0:
+        return parts
+    centres = np.array([np.argwhere(seed).mean(axis=0) for seed in seeds], np.float64).reshape(-1, 2)
+    sizes = np.asarray(areas, np.float64)
+    weights = sizes * (len(points) / sizes.sum()) / np.pi if sizes.sum() > 0 else np.zeros(len(centres))
+    assigned = None
+    for _ in range(max_iterations):
+        power = ((points[:, None, :] - centres[None]) ** 2).sum(axis=2) - weights[None]
+        new = power.argmin(axis=1)
+        if assigned is not None and np.array_equal(new, assigned):
+            break
+        assigned = new
+        for index in range(len(centres)):
+            member = assigned == index
+            if member.any():
+                centres[index] = points[member].mean(axis=0)
+    parts[rows, cols] = assigned + 1
+    return parts
 
 
 def _overlaps(

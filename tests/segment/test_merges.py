@@ -213,3 +213,17 @@ def test_power_partition_cuts_touching_discs_at_their_contact_whatever_the_seeds
     assert parts.dtype == np.int32 and set(np.unique(parts).tolist()) == {0, 1, 2}
     assert np.array_equal(parts > 0, mask)
     assert np.mean(parts[nuclei == 1] == 1) > 0.97 and np.mean(parts[nuclei == 2] == 2) > 0.97
+
+
+def test_power_partition_rejects_inconsistent_input() -> None:
+    from celltrack.segment.merges import power_partition
+
+    mask = np.ones((8, 8), bool)
+    seed = np.zeros((8, 8), bool)
+    seed[2, 2] = True
+    with pytest.raises(ValueError, match="one area per seed"):
+        power_partition(mask, [seed], np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="non-empty boolean image"):
+        power_partition(mask, [seed, np.zeros((8, 8), bool)], np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="2-D"):
+        power_partition(mask[None], [seed], np.array([1.0]))

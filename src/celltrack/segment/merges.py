@@ -328,6 +328,15 @@ def power_partition(
     numpy.ndarray of int32, shape (Y, X)
         0 outside ``mask``, ``i + 1`` on the part of seed ``i``.
     """
+    mask = np.asarray(mask, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (Y, X), got shape {mask.shape}")
+    if len(seeds) != len(np.atleast_1d(areas)) or len(seeds) == 0:
+        raise ValueError(
+            f"need one area per seed (at least one), got {len(seeds)} seeds and {np.size(areas)} areas"
+        )
+    if any(np.shape(seed) != mask.shape or not np.any(seed) for seed in seeds):
+        raise ValueError(f"every seed must be a non-empty boolean image of the mask's shape {mask.shape}")
     rows, cols = np.nonzero(mask)
     points = np.stack([rows, cols], axis=1).astype(np.float64)
     parts = np.zeros(mask.shape, np.int32)

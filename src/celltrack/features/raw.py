@@ -195,27 +195,6 @@ def _mirror_index(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(folded < size, folded, period - folded)
 
 
-def _raw_windows_numpy(
-    image: np.ndarray, centres: torch.Tensor, size: int, config: RawConfig, levels: tuple[float, float]
-) -> np.ndarray:
-    """Raw feature windows computed inside each window only (plus a margin for the filters).
-
-    Equal to cropping :func:`_raw_maps_numpy`'s maps with background (zero) outside the frame: inside the
-    frame the margin reproduces the mirrored full-frame filtering, outside it is set to zero. Cheaper than
-    full-frame maps whenever the windows cover less than the frame.
-
-    ``levels`` are the frame's ``(background, scale)`` from :func:`_levels`.
-
-    Returns
-    -------
-    numpy.ndarray
-        (N, 2, size, size) float32, not yet standardised.
-    """
-    return _patch_features(
-        *_gather_patches(image, as_centres(centres).numpy(), size, config, levels), size, config
-    )
-
-
 def _margin(config: RawConfig) -> int:
     """Pixels around a window that its filtering reads."""
     return max(_blur_radius(config.intensity_sigma), _blur_radius(config.gradient_sigma) + 1)

@@ -417,11 +417,6 @@ def _owners(before: np.ndarray, previous: np.ndarray, nuclei: list[int]) -> list
     return owners
 
 
-def _one_object(before: np.ndarray, previous: np.ndarray, nuclei: list[int]) -> bool:
-    """Whether the given nuclei of ``previous`` all overlap mostly one and the same object of ``before``."""
-    return _one_owner(_owners(before, previous, nuclei))
-
-
 def _one_owner(owners: list[int | None]) -> bool:
     """Whether every nucleus has an owner and all share it (see :func:`_owners`)."""
     return None not in owners and len(set(owners)) == 1

@@ -217,8 +217,7 @@ class TrackFilters:
     def _spectra(self, frame: FrameWindows, detections: np.ndarray) -> list[torch.Tensor]:
         """Spectra of detections' windows (computed once per detection, then stored with the frame)."""
         self._ensure([(frame, detections)])
-        index = torch.as_tensor(frame.slot[detections], device=frame.stored[0].device)
-        return [layer[index] for layer in frame.stored]
+        return _stored(frame, detections)
 
     def _entry_spectra(self, entries: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
         """Spectra and grid positions of history entries (E, 2) of (frame key, detection)."""
@@ -229,7 +228,7 @@ class TrackFilters:
         for key in keys:
             rows = np.flatnonzero(entries[:, 0] == key)
             frame = self._frames[key]
-            part = self._spectra(frame, entries[rows, 1])
+            part = _stored(frame, entries[rows, 1])
             if spectra is None:
                 spectra = [
                     torch.empty((len(entries), *p.shape[1:]), dtype=p.dtype, device=p.device) for p in part
@@ -406,6 +405,12 @@ class TrackFilters:
             del self._frames[old]
         self._built_rows = np.zeros(0, np.int64)
         self._built = None
+
+
+def _stored(frame: FrameWindows, detections: np.ndarray) -> list[torch.Tensor]:
+    """Stored spectra of detections whose windows were already computed (:meth:`TrackFilters._ensure`)."""
+    index = torch.as_tensor(frame.slot[detections], device=frame.stored[0].device)
+    return [layer[index] for layer in frame.stored]
 
 
 def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:

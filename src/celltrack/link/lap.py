@@ -111,7 +111,7 @@ def _choose(
     return chosen
 
 
-#: Components are solved together in one block-diagonal matrix up to this many rows plus columns: one
+#: Components are solved together in one block-diagonal matrix of about this many rows plus columns: one
 #: solver call for many small components, while the dense solve stays far below its cubic regime.
 _BATCH_SIZE = 64
 
@@ -137,17 +137,10 @@ def _solve_components(
     col_component, col_local = _local_index(component, cols, n_components)
     n_rows = np.bincount(row_component, minlength=n_components)
     n_cols = np.bincount(col_component, minlength=n_components)
-    # Greedy batches of consecutive components; a component larger than a batch gets its own.
+    # Consecutive components share a batch by where they start: a batch holds at most one batch size plus
+    # its last component.
     width = n_rows + n_cols
-    batch = np.zeros(n_components, np.int64)
-    filled = 0
-    for k, size in enumerate(width.tolist()):
-        if filled and filled + size > _BATCH_SIZE:
-            batch[k] = batch[k - 1] + 1
-            filled = 0
-        elif k:
-            batch[k] = batch[k - 1]
-        filled += size
+    batch = np.unique((np.cumsum(width) - width) // _BATCH_SIZE, return_inverse=True)[1]
     row_offset = _offsets_within(batch, n_rows)
     col_offset = _offsets_within(batch, width)
     pair_batch = batch[component]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from celltrack.features import background_fill, crop_windows, standardise_windows
+from celltrack.features.base import standardise_windows_
 
 torch.set_num_threads(1)
 
@@ -92,3 +93,18 @@ def test_standardise_windows_per_channel() -> None:
     expected_std[1, 0] = 0.0
     np.testing.assert_allclose(std.numpy(), expected_std, atol=1e-5)
     assert not bool(out[1, 0].any())
+
+
+def test_standardise_windows_in_place_matches_and_keeps_input_of_the_copying_version() -> None:
+    rng = np.random.default_rng(4)
+    windows = torch.as_tensor(rng.normal(-2.0, 4.0, (3, 2, 9, 9)), dtype=torch.float32)
+    windows[0, 1] = -3.0  # flat channel
+    original = windows.clone()
+    expected = standardise_windows(windows)
+    torch.testing.assert_close(windows, original)  # the copying version leaves its input alone
+    result = standardise_windows_(windows)
+    assert result is windows
+    torch.testing.assert_close(windows, expected)
+    assert not bool(windows[0, 1].any())
+    with pytest.raises(TypeError, match="float32"):
+        standardise_windows_(original.double())

@@ -127,3 +127,26 @@ def test_same_frame_pairs_reach_only_the_queried_frame() -> None:
     assert sorted(zip(query.tolist(), point.tolist(), strict=True)) == [(0, 0), (0, 1), (1, 2)]
     empty = _same_frame_pairs(points[:0], points_frame[:0], queries, np.array([1, 2, 3]), 4.0)
     assert len(empty[0]) == len(empty[1]) == 0
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_candidate_pairs_match_the_ball_query(dims: int) -> None:
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(dims)
+    # A dense corner (more neighbours than the first k-nearest query asks for), a sparse rest, integer
+    # positions at integer radii (points exactly on the sphere) and per-query radii.
+    points = np.concatenate(
+        [rng.uniform(0, 5, (40, dims)), rng.uniform(0, 200, (200, dims)), rng.integers(0, 20, (60, dims))]
+    ).astype(np.float64)
+    queries = np.concatenate([rng.uniform(0, 200, (150, dims)), rng.integers(0, 20, (50, dims))])
+    radius = rng.choice([0.0, 3.0, 5.0, 12.0], len(queries))
+    tree = cKDTree(points)
+    rows, cols = forward_module._candidate_pairs(tree, queries, radius)
+    found = tree.query_ball_point(queries, r=radius)
+    expected = [(q, p) for q, near in enumerate(found) for p in near]
+    assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == expected
+    assert max(len(near) for near in found) > forward_module._NEIGHBOURS
+    assert rows.dtype == cols.dtype == np.int64
+    empty = forward_module._candidate_pairs(cKDTree(points[:0]), queries, 5.0)
+    assert len(empty[0]) == len(empty[1]) == 0

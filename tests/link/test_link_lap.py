@@ -159,3 +159,35 @@ def test_robust_assignment_rejects_bad_input() -> None:
         solve_robust_assignment([0, 1], [0], [1.0], [1.0], np.ones(2), np.ones(1))
     with pytest.raises(ValueError, match="distinct"):
         solve_robust_assignment([0, 0], [0, 0], [0.1, 0.2], [0.1, 0.2], np.ones(1), np.ones(1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_components_are_the_graph_components_labelled_by_their_first_row(seed: int) -> None:
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    from celltrack.link.lap import _local_index, _pair_components
+
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(0, 40, 60), rng.integers(0, 50, 60)
+    # plus a long chain, where labels must travel far
+    rows = np.concatenate([rows, np.arange(100, 130), np.arange(101, 130)])
+    cols = np.concatenate([cols, np.arange(100, 130), np.arange(100, 129)])
+    n_rows, n_cols = 130, 130
+    label = _pair_components(rows, cols, n_rows, n_cols)
+    graph = sparse.coo_matrix((np.ones(len(rows)), (rows, n_rows + cols)), shape=(n_rows + n_cols,) * 2)
+    component = connected_components(graph, directed=False)[1][rows]
+    assert np.array_equal(
+        np.unique(label, return_inverse=True)[1], np.unique(component, return_inverse=True)[1]
+    )
+    for value in np.unique(label).tolist():
+        assert value == rows[label == value].min()
+    assert len(_pair_components(rows[:0], cols[:0], n_rows, n_cols)) == 0
+    # Ranks of each row among its component's rows, components in label order.
+    dense = np.unique(label, return_inverse=True)[1]
+    key_component, local = _local_index(dense, rows, int(dense.max()) + 1)
+    keys = np.unique(dense * n_rows + rows)
+    assert np.array_equal(key_component, keys // n_rows)
+    for k in range(int(dense.max()) + 1):
+        members = np.unique(rows[dense == k])
+        assert np.array_equal(local[dense == k], np.searchsorted(members, rows[dense == k]))

@@ -126,6 +126,23 @@ def test_resolve_fills_every_auto_field(detections_of) -> None:
         LinkerConfig(appearance={"downsample": 0})
 
 
+def test_measure_scene_pairs_only_consecutive_frames() -> None:
+    # Frames 0, 1 and 3 (frame 2 missing), rows out of order: only the 0 -> 1 pairs are measured.
+    table = pd.DataFrame(
+        {
+            "frame": [3, 0, 1, 0, 1, 3],
+            "y": [50.0, 10.0, 12.0, 40.0, 41.0, 80.0],
+            "x": [50.0, 10.0, 10.0, 40.0, 40.0, 80.0],
+            "area": [100.0] * 6,
+        }
+    )
+    stats = measure_scene(table)
+    assert stats.n_pairs == 2
+    assert stats.diameter == pytest.approx(2 * np.sqrt(100 / np.pi))
+    empty = measure_scene(table.iloc[:0])
+    assert empty.n_pairs == 0 and empty.step_p90 is None and empty.persistence == 0.0
+
+
 def test_config_rejects_unknown_fields() -> None:
     with pytest.raises(ValidationError):
         LinkerConfig(motion={"sigmaa": 3.0})

@@ -20,7 +20,7 @@ from celltrack.features.base import (
     as_frame_tensor,
     check_crop_request,
     sample_pixels,
-    standardise_windows,
+    standardise_windows_,
 )
 
 logger = logging.getLogger(__name__)
@@ -405,7 +405,7 @@ class RawExtractor(FullFrameExtractor):
             intensity = np.concatenate([p[0] for p in parts])
             inside = np.concatenate([p[1] for p in parts])
             windows = _patch_features(intensity, inside, size, self.config)
-            out[rows] = standardise_windows(torch.from_numpy(windows))
+            out[rows] = standardise_windows_(torch.from_numpy(windows))
         return [out]
 
     def pad_fill(self, layer_maps: torch.Tensor) -> torch.Tensor:

@@ -418,38 +418,41 @@ def measure_scene(detections: pd.DataFrame) -> SceneStatistics:
     )
     order = np.argsort(frames, kind="stable")
     frames, yx, area, intensity = frames[order], yx[order], area[order], intensity[order]
-    bounds = np.searchsorted(frames, np.unique(frames))
-    groups = {int(frames[b]): (b, e) for b, e in zip(bounds, [*bounds[1:], len(frames)], strict=True)}
-    steps, log_ratios, intensity_ratios = [], [], []
-    # Mutual nearest neighbours between consecutive frames: source index -> target index and step vector.
-    link_source, link_target, link_step = [], [], []
-    for t, (b, e) in groups.items():
-        if t + 1 not in groups:
-            continue
-        nb, ne = groups[t + 1]
-        prev, nxt = yx[b:e], yx[nb:ne]
-        dist, nearest = cKDTree(prev).query(nxt)
-        steps.append(dist)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_ratios.append(np.log(area[nb:ne] / area[b:e][nearest]))
-            intensity_ratios.append(np.log(intensity[nb:ne] / intensity[b:e][nearest]))
-        _, back = cKDTree(nxt).query(prev)
-        mutual = np.flatnonzero(back[nearest] == np.arange(len(nxt)))
-        link_source.append(b + nearest[mutual])
-        link_target.append(nb + mutual)
-        link_step.append(nxt[mutual] - prev[nearest[mutual]])
-    step_all = np.concatenate(steps) if steps else np.zeros(0)
+    present, starts = np.unique(frames, return_index=True)
+    ends = np.append(starts[1:], len(frames))
+    # Nearest neighbours between consecutive frames, as sorted positions: each detection's in the previous
+    # frame (and its distance) and in the next frame.
+    nearest_before = np.full(len(frames), -1, np.int64)
+    nearest_after = np.full(len(frames), -1, np.int64)
+    distance_before = np.zeros(len(frames))
+    after: cKDTree | None = None
+    after_index = -1
+    for i in np.flatnonzero(present[1:] == present[:-1] + 1).tolist():
+        prev, nxt = slice(int(starts[i]), int(ends[i])), slice(int(starts[i + 1]), int(ends[i + 1]))
+        # A frame's tree serves both of its pairs.
+        before = after if after is not None and after_index == i else cKDTree(yx[prev])
+        after, after_index = cKDTree(yx[nxt]), i + 1
+        distance_before[nxt], nearest = before.query(yx[nxt])
+        nearest_before[nxt] = prev.start + nearest
+        nearest_after[prev] = nxt.start + after.query(yx[prev])[1]
+    # Pairs in the order of their later detection, as frame by frame.
+    target = np.flatnonzero(nearest_before >= 0)
+    source = nearest_before[target]
+    step_all = distance_before[target]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratios = np.log(area[target] / area[source])
+        intensity_ratios = np.log(intensity[target] / intensity[source])
     step_p90 = float(np.percentile(step_all, 90)) if len(step_all) >= _MIN_SAMPLES else None
-    log_area_sigma = _spread(log_ratios)
-    log_intensity_sigma = _spread(intensity_ratios) if has_intensity else None
+    log_area_sigma = _spread([log_ratios])
+    log_intensity_sigma = _spread([intensity_ratios]) if has_intensity else None
     persistence = 0.0
-    if link_source:
-        source, target = np.concatenate(link_source), np.concatenate(link_target)
-        step = np.concatenate(link_step)
-        # Two consecutive mutual links: the first one's target starts the second.
+    # Mutual nearest neighbours, and chains of two of them: the first one's target starts the second.
+    mutual = target[nearest_after[source] == target]
+    if len(mutual):
+        step = yx[mutual] - yx[nearest_before[mutual]]
         link_from = np.full(len(frames), -1, np.int64)
-        link_from[source] = np.arange(len(source))
-        then = link_from[target]
+        link_from[nearest_before[mutual]] = np.arange(len(mutual))
+        then = link_from[mutual]
         chained = np.flatnonzero(then >= 0)
         if len(chained) >= _MIN_SAMPLES:
             a, b = step[chained], step[then[chained]]

@@ -52,14 +52,57 @@ class ForwardResult:
     pair_response: np.ndarray
 
 
+#: Neighbours asked of the KD-tree per query at first; a query whose neighbours all lie within the radius
+#: may have more and is asked again with twice as many. Tracks have under two candidates on average.
+_NEIGHBOURS = 8
+
+
 def _candidate_pairs(
-    tree: cKDTree, predicted: np.ndarray, radius: np.ndarray
+    tree: cKDTree, points: np.ndarray, radius: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (query row, tree point) within ``radius`` of each query, as two flat int64 arrays."""
-    found = tree.query_ball_point(predicted, r=radius)
-    rows = np.repeat(np.arange(len(predicted)), [len(f) for f in found])
-    cols = np.fromiter((c for f in found for c in f), np.int64, count=len(rows))
-    return rows.astype(np.int64), cols
+    """Pairs (query row, tree point) within ``radius`` of each query, as two flat int64 arrays.
+
+    The pairs of ``tree.query_ball_point(points, radius)`` in its order (by row, then point), with the
+    ball query's own test (squared distance, summed axis by axis, at most ``radius**2``), from k-nearest
+    queries: no Python list per query, which cost more than the search itself (and the garbage collector
+    its share) when most queries find nothing.
+    """
+    points = np.asarray(points, np.float64).reshape(len(points), -1)
+    radius = np.broadcast_to(np.asarray(radius, np.float64), (len(points),))
+    empty = np.zeros(0, np.int64)
+    n = int(tree.n)
+    if n == 0 or len(points) == 0:
+        return empty, empty.copy()
+    # The k-nearest query keeps points strictly inside its bound and prunes on rounded box distances, so
+    # the bound sits a little above every radius and the exact test below decides.
+    bound = float(np.max(np.abs(radius))) * (1.0 + 1e-6) + 1e-12
+    pending = np.arange(len(points))
+    row_parts: list[np.ndarray] = []
+    col_parts: list[np.ndarray] = []
+    k = _NEIGHBOURS
+    while len(pending):
+        k = min(k, n)
+        _, index = tree.query(points[pending], k=k, distance_upper_bound=bound)
+        index = index.reshape(len(pending), k)
+        # Missing neighbours are reported as index n, which sorts after every real one.
+        full = index[:, -1] < n if k < n else np.zeros(len(pending), bool)
+        index = np.sort(index[~full], axis=1)
+        found_row, slot = np.nonzero(index < n)
+        row_parts.append(pending[~full][found_row])
+        col_parts.append(index[found_row, slot])
+        pending = pending[full]
+        k *= 2
+    rows = np.concatenate(row_parts).astype(np.int64, copy=False)
+    cols = np.concatenate(col_parts).astype(np.int64, copy=False)
+    if len(row_parts) > 1:
+        order = np.argsort(rows, kind="stable")
+        rows, cols = rows[order], cols[order]
+    difference = tree.data[cols] - points[rows]
+    squared = difference[:, 0] ** 2
+    for axis in range(1, difference.shape[1]):
+        squared += difference[:, axis] ** 2
+    keep = squared <= radius[rows] ** 2
+    return rows[keep], cols[keep]
 
 
 def _assign_with_appearance(

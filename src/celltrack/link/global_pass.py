@@ -31,29 +31,72 @@ _HISTORY = 10  # nodes of a mother's past used for its reference intensity
 
 
 class LinkState:
-    """Mutable successor/predecessor structure over node ids."""
+    """Mutable successor/predecessor structure over node ids.
+
+    Most nodes have at most one successor, so successors are an array of each node's first one plus a
+    dictionary of the later ones of the few that divide: no Python list per node, whose creation (and the
+    garbage collector's passes over them) cost more than all the linking around it.
+
+    Attributes
+    ----------
+    predecessor : numpy.ndarray of int, shape (N,)
+        Predecessor of every node (-1: none).
+    first_successor : numpy.ndarray of int, shape (N,)
+        The earliest linked of every node's successors (-1: none).
+    """
 
     def __init__(self, n: int, sources: np.ndarray, targets: np.ndarray) -> None:
+        sources = np.asarray(sources, np.int64).reshape(-1)
+        targets = np.asarray(targets, np.int64).reshape(-1)
+        if len(sources) != len(targets):
+            raise ValueError(f"sources and targets differ in length: {len(sources)} and {len(targets)}")
         self.predecessor = np.full(n, -1, np.int64)
-        self.successors: list[list[int]] = [[] for _ in range(n)]
-        for s, t in zip(sources.tolist(), targets.tolist(), strict=True):
-            self.add(s, t)
+        self.first_successor = np.full(n, -1, np.int64)
+        self._later: dict[int, list[int]] = {}
+        if len(targets) == 0:
+            return
+        by_target = np.argsort(targets, kind="stable")
+        repeated = by_target[1:][targets[by_target][1:] == targets[by_target][:-1]]
+        if len(repeated):
+            # The link that adding them one by one would refuse first.
+            raise RuntimeError(f"node {int(targets[repeated.min()])} already has a predecessor")
+        self.predecessor[targets] = sources
+        by_source = np.argsort(sources, kind="stable")
+        ordered = sources[by_source]
+        first = np.r_[True, ordered[1:] != ordered[:-1]]
+        self.first_successor[ordered[first]] = targets[by_source[first]]
+        for link in np.sort(by_source[~first]).tolist():
+            self._later.setdefault(int(sources[link]), []).append(int(targets[link]))
 
     def add(self, source: int, target: int) -> None:
         """Add a link ``source -> target``."""
         if self.predecessor[target] >= 0:
             raise RuntimeError(f"node {target} already has a predecessor")
         self.predecessor[target] = source
-        self.successors[source].append(target)
+        if self.first_successor[source] < 0:
+            self.first_successor[source] = target
+        else:
+            self._later.setdefault(source, []).append(target)
 
     def remove(self, source: int, target: int) -> None:
         """Remove the link ``source -> target``."""
-        self.successors[source].remove(target)
+        later = self._later.get(source, [])
+        if self.first_successor[source] == target:
+            self.first_successor[source] = later.pop(0) if later else -1
+        else:
+            later.remove(target)
+        if not later:
+            self._later.pop(source, None)
         self.predecessor[target] = -1
+
+    def successors(self, node: int) -> list[int]:
+        """Successors of ``node`` in the order they were linked."""
+        first = int(self.first_successor[node])
+        return [first, *self._later.get(node, ())] if first >= 0 else []
 
     def out_degree(self) -> np.ndarray:
         """Successor count of every node."""
-        return np.fromiter((len(s) for s in self.successors), np.int64, count=len(self.successors))
+        return np.bincount(self.predecessor[self.predecessor >= 0], minlength=len(self.predecessor))
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         """All links as ``(sources, targets)`` sorted by target."""
@@ -206,7 +249,7 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     split_nodes = np.zeros(0, np.int64)
     if config.division.enabled:
         single = np.flatnonzero(degree == 1)
-        successor = np.array([state.successors[m][0] for m in single.tolist()], np.int64)
+        successor = state.first_successor[single]
         consecutive = scene.frame[successor] == scene.frame[single] + 1
         single, successor = single[consecutive], successor[consecutive]
         if len(single):
@@ -240,13 +283,16 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     return len(linked_rows)
 
 
-def _branch_length(state: LinkState, start: int) -> tuple[int, bool]:
-    """Frames a branch lives from ``start`` until it ends or divides, and whether it ends (no successor)."""
+def _branch_length(state: LinkState, start: int, limit: int) -> tuple[int, bool]:
+    """Frames a branch lives from ``start`` until it ends or divides, and whether it ends (no successor).
+
+    Counting stops after ``limit + 1`` frames (reported as not ending): only shorter branches matter.
+    """
     length, node = 1, start
-    while len(state.successors[node]) == 1:
-        node = state.successors[node][0]
+    while length <= limit and len(following := state.successors(node)) == 1:
+        node = following[0]
         length += 1
-    return length, len(state.successors[node]) == 0
+    return length, length <= limit and bool(state.first_successor[node] < 0)
 
 
 def _prune_short_branches(scene: Scene, state: LinkState, last_frame: int) -> int:
@@ -257,8 +303,8 @@ def _prune_short_branches(scene: Scene, state: LinkState, last_frame: int) -> in
     cut = 0
     for mother in np.flatnonzero(state.out_degree() >= 2).tolist():
         branches = []
-        for daughter in list(state.successors[mother]):
-            length, ends = _branch_length(state, daughter)
+        for daughter in state.successors(mother):
+            length, ends = _branch_length(state, daughter, limit)
             branch_end = int(scene.frame[daughter]) + length - 1
             branches.append((daughter, length, ends and branch_end < last_frame))
         short = [b for b in branches if b[2] and b[1] <= limit]

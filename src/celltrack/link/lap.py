@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy import sparse
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse.csgraph import connected_components
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +84,33 @@ def solve_sparse_assignment(
 
 
 def _pair_components(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
-    """Connected component of each candidate pair in the bipartite graph of rows and columns."""
-    graph = sparse.coo_matrix((np.ones(len(rows)), (rows, n_rows + cols)), shape=(n_rows + n_cols,) * 2)
-    _, component = connected_components(graph, directed=False)
-    return component[rows]
+    """Connected component of each candidate pair in the bipartite graph of rows and columns.
+
+    A component is labelled by its smallest row, so sorting by label orders components by their first
+    row (as ``scipy.sparse.csgraph.connected_components`` numbers them; the solver's batches follow that
+    order). Labels spread as minima, row to column and back, with pointer jumping: the components are
+    small, so a few rounds of array operations beat building a sparse matrix for scipy.
+    """
+    label = np.arange(n_rows)
+    if len(rows) == 0:
+        return label[rows]
+    by_row = np.argsort(rows, kind="stable")
+    row_starts = _run_starts(rows[by_row])
+    row_ids = rows[by_row][row_starts]
+    by_col = np.argsort(cols, kind="stable")
+    col_starts = _run_starts(cols[by_col])
+    col_ids = cols[by_col][col_starts]
+    col_label = np.empty(n_cols, np.int64)
+    while True:
+        col_label[col_ids] = np.minimum.reduceat(label[rows][by_col], col_starts)
+        spread = label.copy()
+        # A column's label is at most those of its rows, so the minimum over a row's columns is too.
+        spread[row_ids] = np.minimum.reduceat(col_label[cols][by_row], row_starts)
+        # Labels are rows of the same component, so a label's own label is one as well, and no larger.
+        spread = spread[spread]
+        if np.array_equal(spread, label):
+            return label[rows]
+        label = spread
 
 
 def _choose(
@@ -131,8 +152,11 @@ def _solve_components(
     -------
     numpy.ndarray of bool, shape (P,)
     """
-    _, component = np.unique(pair_component, return_inverse=True)
-    n_components = int(component.max()) + 1
+    # Dense component numbers, in label order.
+    present = np.zeros(int(pair_component.max()) + 1, bool)
+    present[pair_component] = True
+    component = (np.cumsum(present) - 1)[pair_component]
+    n_components = int(np.count_nonzero(present))
     row_component, row_local = _local_index(component, rows, n_components)
     col_component, col_local = _local_index(component, cols, n_components)
     n_rows = np.bincount(row_component, minlength=n_components)
@@ -140,31 +164,38 @@ def _solve_components(
     # Consecutive components share a batch by where they start: a batch holds at most one batch size plus
     # its last component.
     width = n_rows + n_cols
-    batch = np.unique((np.cumsum(width) - width) // _BATCH_SIZE, return_inverse=True)[1]
-    row_offset = _offsets_within(batch, n_rows)
-    col_offset = _offsets_within(batch, width)
+    row_start = _cumsum0(n_rows)
+    width_start = _cumsum0(width)
+    start_batch = width_start[:-1] // _BATCH_SIZE
+    batch = _cumsum0(start_batch[1:] != start_batch[:-1])
+    n_batches = int(batch[-1]) + 1
+    # Components, their rows and the rows' block positions all run in batch order, so a batch is a slice.
+    bounds = np.searchsorted(batch, np.arange(n_batches + 1))
+    row_bounds, width_bounds = row_start[bounds], width_start[bounds]
+    row_offset = row_start[:-1] - row_bounds[batch]
+    col_offset = width_start[:-1] - width_bounds[batch]
+    pair_row = row_offset[component] + row_local
+    pair_col = col_offset[component] + col_local
+    # Each row's own "stay unlinked" column.
+    local = np.arange(len(row_component)) - row_start[row_component]
+    own_row = row_offset[row_component] + local
+    own_col = col_offset[row_component] + n_cols[row_component] + local
     pair_batch = batch[component]
-    row_batch = batch[row_component]
-    row_start = np.r_[0, np.cumsum(n_rows)]
+    by_batch = np.argsort(pair_batch, kind="stable")
+    pair_bounds = np.searchsorted(pair_batch[by_batch], np.arange(n_batches + 1))
     chosen = np.zeros(len(rows), bool)
-    for b in range(int(batch.max()) + 1):
-        members = np.flatnonzero(batch == b)
-        block = np.full((int(n_rows[members].sum()), int(width[members].sum())), _FORBIDDEN)
-        pairs = np.flatnonzero(pair_batch == b)
-        k = component[pairs]
-        block_rows = row_offset[k] + row_local[pairs]
-        block_cols = col_offset[k] + col_local[pairs]
-        block[block_rows, block_cols] = savings[pairs]
-        # Each row's own "stay unlinked" column.
-        own = np.flatnonzero(row_batch == b)
-        k_rows = row_component[own]
-        local = own - row_start[k_rows]
-        block[row_offset[k_rows] + local, col_offset[k_rows] + n_cols[k_rows] + local] = 0.0
+    for b in range(n_batches):
+        block = np.full(
+            (row_bounds[b + 1] - row_bounds[b], width_bounds[b + 1] - width_bounds[b]), _FORBIDDEN
+        )
+        pairs = by_batch[pair_bounds[b] : pair_bounds[b + 1]]
+        block[pair_row[pairs], pair_col[pairs]] = savings[pairs]
+        own = slice(row_bounds[b], row_bounds[b + 1])
+        block[own_row[own], own_col[own]] = 0.0
         r, c = linear_sum_assignment(block)
-        pair_at = np.full(block.shape, -1, np.int64)
-        pair_at[block_rows, block_cols] = pairs
-        taken = pair_at[r, c]
-        taken = taken[taken >= 0]
+        column = np.empty(len(block), np.int64)
+        column[r] = c
+        taken = pairs[column[pair_row[pairs]] == pair_col[pairs]]
         chosen[taken[savings[taken] < 0.0]] = True
     return chosen
 
@@ -174,6 +205,8 @@ def _local_index(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (component, index) pairs sorted by component, and each element's rank in its component.
 
+    Every index must lie in one component only, as the rows and the columns of graph components do.
+
     Returns
     -------
     key_component : numpy.ndarray
@@ -181,21 +214,32 @@ def _local_index(
     local : numpy.ndarray
         For each element, the rank of its index among its component's distinct indices.
     """
+    # The distinct pairs are then the distinct indices; a stable sort of them by component keeps them by
+    # index within it (cheaper than np.unique on all elements).
     span = int(index.max()) + 1
-    keys, inverse = np.unique(component * span + index, return_inverse=True)
-    key_component = keys // span
-    first = np.r_[0, np.cumsum(np.bincount(key_component, minlength=n_components))]
-    return key_component, inverse - first[component]
+    owner = np.full(span, n_components, np.int64)
+    owner[index] = component
+    keys = np.argsort(owner, kind="stable")[: np.count_nonzero(owner < n_components)]
+    key_component = owner[keys]
+    rank = np.empty(span, np.int64)
+    rank[keys] = np.arange(len(keys))
+    first = _cumsum0(np.bincount(key_component, minlength=n_components))
+    return key_component, rank[index] - first[component]
 
 
-def _offsets_within(batch: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Offset of each component inside its batch, given consecutive batches and per-component sizes."""
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
-    batch_start = np.zeros(int(batch.max()) + 1, np.int64)
-    first = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]])
-    batch_start[batch[first]] = starts[first]
-    return starts - batch_start[batch]
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in a sorted, non-empty array."""
+    change = np.empty(len(values), bool)
+    change[0] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _cumsum0(sizes: np.ndarray) -> np.ndarray:
+    """Cumulative sums of integers with a leading zero: run boundaries from run sizes."""
+    total = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=total[1:])
+    return total
 
 
 def solve_robust_assignment(
@@ -255,7 +299,8 @@ def solve_robust_assignment(
     possible = possible[lower[possible] < row_alternative[rows[possible]] + col_alternative[cols[possible]]]
     if len(possible) == 0:
         return empty, empty.copy(), undecided
-    if len(np.unique(rows[possible] * len(col_alternative) + cols[possible])) < len(possible):
+    keys = np.sort(rows[possible] * len(col_alternative) + cols[possible])
+    if np.any(keys[1:] == keys[:-1]):
         raise ValueError("candidate pairs must be distinct")
     r, c = rows[possible], cols[possible]
     alternatives = row_alternative[r] + col_alternative[c]

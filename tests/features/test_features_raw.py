@@ -15,6 +15,7 @@ from celltrack.features import (
     extract_raw_windows,
     raw_feature_maps,
 )
+from celltrack.features.raw import _percentiles
 
 torch.set_num_threads(1)
 
@@ -151,3 +152,17 @@ def test_windows_of_several_frames_in_one_pass_equal_frame_by_frame_crops(rng: n
         torch.testing.assert_close(crop(c)[0], extractor.extract_windows(frame, c, 24)[0])
     with pytest.raises(ValueError, match="one set of centres per cropper"):
         extractor.crop_many(croppers, centres[:2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_percentiles_equal_numpys(dtype: type, rng: np.random.Generator) -> None:
+    for size in (1, 2, 3, 50, 5000):
+        values = (rng.random(size) * 300).astype(dtype)
+        for percents in ((50.0, 99.5), (0.0, 100.0), (12.5, 87.5, 33.3)):
+            expected = np.percentile(values, list(percents))
+            if np.dtype(dtype) == np.float32:  # numpy mixes float32 and float64 steps there
+                np.testing.assert_allclose(_percentiles(values, percents), expected, rtol=1e-6)
+            else:
+                assert _percentiles(values, percents) == expected.tolist()
+    with pytest.raises(ValueError, match="empty"):
+        _percentiles(np.zeros(0, dtype), (50.0,))

@@ -140,12 +140,31 @@ def _levels(image: np.ndarray, config: RawConfig) -> tuple[float, float]:
     """Background level and scale (``high - background``) of a frame, from a regular pixel sample."""
     step = max(1, math.ceil(math.sqrt(image.size / _PERCENTILE_SAMPLE)))
     sample = image[::step, ::step]
-    background, high = np.percentile(sample, [config.background_percentile, config.high_percentile]).tolist()
+    background, high = _percentiles(sample, (config.background_percentile, config.high_percentile))
     scale = high - background
     if not scale > 0:
         # A flat frame (e.g. all background): fall back to the full range so maps stay finite.
         scale = float(image.max() - image.min()) or 1.0
     return background, scale
+
+
+def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[float]:
+    """``np.percentile(values, percents)`` (linear interpolation), from a full sort of the values.
+
+    The same numbers as numpy's for integer and float64 values (float32 ones agree to rounding). On
+    microscopy frames (few distinct grey levels, many ties) numpy's partial sort is four times slower than
+    sorting the ~16,000-pixel sample, and the linker asks on every frame.
+    """
+    ordered = np.sort(np.asarray(values).ravel())
+    if ordered.size == 0:
+        raise ValueError("percentiles of an empty sample")
+    positions = np.asarray(percents, np.float64) / 100.0 * (ordered.size - 1)
+    lower = np.floor(positions).astype(np.int64)
+    upper = np.minimum(lower + 1, ordered.size - 1)
+    low, high = ordered[lower].astype(np.float64), ordered[upper].astype(np.float64)
+    fraction, step = positions - lower, high - low
+    # numpy's lerp: from the nearer end, so the result is bit-identical to np.percentile's
+    return np.where(fraction >= 0.5, high - step * (1.0 - fraction), low + step * fraction).tolist()
 
 
 def _blur_last_axes(stack: np.ndarray, sigma: float) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from celltrack.link.global_pass import LinkState, _branch_length
+from celltrack.link.global_pass import LinkState, _branch_length, _pairs_within_groups, _reference_intensity
 
 
 def test_link_state_from_arrays_matches_links_added_one_by_one() -> None:
@@ -41,3 +43,43 @@ def test_branch_length_stops_after_the_limit() -> None:
     assert _branch_length(state, 0, 2) == (3, False)  # longer than the limit: whether it ends is not asked
     assert _branch_length(state, 4, 10) == (2, False)
     assert _branch_length(state, 3, 10) == (1, True)
+
+
+def test_add_many_matches_adding_one_by_one() -> None:
+    existing_sources, existing_targets = np.array([0, 2]), np.array([1, 3])
+    sources, targets = np.array([0, 4, 4, 2, 6]), np.array([5, 7, 8, 9, 10])
+    together = LinkState(11, existing_sources, existing_targets)
+    together.add_many(sources, targets)
+    one_by_one = LinkState(11, existing_sources, existing_targets)
+    for s, t in zip(sources.tolist(), targets.tolist(), strict=True):
+        one_by_one.add(s, t)
+    for node in range(11):
+        assert together.successors(node) == one_by_one.successors(node)
+    assert together.predecessor.tolist() == one_by_one.predecessor.tolist()
+    with pytest.raises(RuntimeError, match="node 5 already"):
+        together.add_many(np.array([6]), np.array([5]))
+    with pytest.raises(RuntimeError, match="node 2 already"):
+        LinkState(4, np.zeros(0, int), np.zeros(0, int)).add_many(np.array([0, 1]), np.array([2, 2]))
+
+
+def test_pairs_within_groups_lists_every_pair_of_each_run() -> None:
+    group = np.array([3, 3, 3, 5, 7, 7])
+    first, second = _pairs_within_groups(group)
+    expected = [(i, j) for i in range(6) for j in range(i + 1, 6) if group[i] == group[j]]
+    assert list(zip(first.tolist(), second.tolist(), strict=True)) == expected
+    assert len(_pairs_within_groups(np.array([1]))[0]) == 0
+
+
+def test_reference_intensity_is_the_median_of_up_to_ten_predecessors() -> None:
+    # a chain 0 -> 1 -> ... -> 13 and a lone node 14
+    n = 15
+    state = LinkState(n, np.arange(13), np.arange(1, 14))
+    intensity = np.arange(n, dtype=float) ** 1.5
+    scene = SimpleNamespace(intensity=intensity)
+    nodes = np.array([13, 3, 0, 14, 1])
+    got = _reference_intensity(scene, state, nodes)  # type: ignore[arg-type]
+    assert got[0] == np.median(intensity[3:13])  # ten predecessors of 13
+    assert got[1] == np.median(intensity[0:3])
+    assert np.isnan(got[2]) and np.isnan(got[3])
+    assert got[4] == intensity[0]
+    assert np.isnan(_reference_intensity(SimpleNamespace(intensity=None), state, nodes)).all()  # type: ignore[arg-type]

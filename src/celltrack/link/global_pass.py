@@ -78,6 +78,26 @@ class LinkState:
         else:
             self._later.setdefault(source, []).append(target)
 
+    def add_many(self, sources: np.ndarray, targets: np.ndarray) -> None:
+        """Add links ``sources[k] -> targets[k]`` as :meth:`add` one after another would."""
+        sources = np.asarray(sources, np.int64).reshape(-1)
+        targets = np.asarray(targets, np.int64).reshape(-1)
+        if len(sources) != len(targets):
+            raise ValueError(f"sources and targets differ in length: {len(sources)} and {len(targets)}")
+        _, first_of_target = np.unique(targets, return_index=True)
+        refused = self.predecessor[targets] >= 0
+        refused[np.setdiff1d(np.arange(len(targets)), first_of_target)] = True
+        if refused.any():
+            raise RuntimeError(f"node {int(targets[np.argmax(refused)])} already has a predecessor")
+        self.predecessor[targets] = sources
+        # A source without a successor takes its first new target; every other link is a later one.
+        _, first_of_source = np.unique(sources, return_index=True)
+        becomes_first = np.zeros(len(sources), bool)
+        becomes_first[first_of_source] = self.first_successor[sources[first_of_source]] < 0
+        self.first_successor[sources[becomes_first]] = targets[becomes_first]
+        for link in np.flatnonzero(~becomes_first).tolist():
+            self._later.setdefault(int(sources[link]), []).append(int(targets[link]))
+
     def remove(self, source: int, target: int) -> None:
         """Remove the link ``source -> target``."""
         later = self._later.get(source, [])
@@ -106,17 +126,22 @@ class LinkState:
 
 def _reference_intensity(scene: Scene, state: LinkState, nodes: np.ndarray) -> np.ndarray:
     """Median intensity of up to ``_HISTORY`` predecessors of each node (NaN if none or unknown)."""
+    nodes = np.asarray(nodes, np.int64)
     reference = np.full(len(nodes), np.nan)
-    if scene.intensity is None:
+    if scene.intensity is None or len(nodes) == 0:
         return reference
-    for i, node in enumerate(nodes.tolist()):
-        history = []
-        current = int(state.predecessor[node])
-        while current >= 0 and len(history) < _HISTORY:
-            history.append(scene.intensity[current])
-            current = int(state.predecessor[current])
-        if history:
-            reference[i] = float(np.median(history))
+    # All nodes walk back one step at a time together: ``_HISTORY`` array steps, no loop over nodes.
+    history = np.full((len(nodes), _HISTORY), np.nan)
+    current = state.predecessor[nodes]
+    for step in range(_HISTORY):
+        known = current >= 0
+        if not known.any():
+            break
+        history[known, step] = scene.intensity[current[known]]
+        current = np.where(known, state.predecessor[np.maximum(current, 0)], -1)
+    seen = ~np.isnan(history[:, 0])
+    if seen.any():
+        reference[seen] = np.nanmedian(history[seen], axis=1)
     return reference
 
 
@@ -165,6 +190,23 @@ def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: n
     return scene.yx[nodes] + (beta * steps)[:, None] * forward.velocity[nodes]
 
 
+def _pairs_within_groups(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(i, j)``, ``i < j``, of every two elements with equal ``group`` values (sorted runs).
+
+    ``group`` is sorted (equal values adjacent); pairs come run by run, then by ``i``, then by ``j``.
+    """
+    group = np.asarray(group)
+    if len(group) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    run_start = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    run_length = np.diff(np.r_[run_start, len(group)])
+    position = np.arange(len(group)) - np.repeat(run_start, run_length)
+    later = np.repeat(run_length, run_length) - 1 - position  # partners after each element
+    first = np.repeat(np.arange(len(group)), later)
+    offset = np.arange(len(first)) - np.repeat(np.cumsum(later) - later, later)
+    return first, first + 1 + offset
+
+
 def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, last_frame: int) -> int:
     """Turn segment ends whose next frame holds two daughter-like starts into divisions."""
     division = scene.config.division
@@ -173,22 +215,23 @@ def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, la
     starts = np.flatnonzero((state.predecessor < 0) & (scene.frame > scene.frame.min()))
     if len(ends) == 0 or len(starts) < 2:
         return 0
-    hypotheses: list[tuple[int, int, int]] = []
-    by_frame: dict[int, np.ndarray] = {}
-    for frame in np.unique(scene.frame[starts]).tolist():
-        by_frame[frame] = starts[scene.frame[starts] == frame]
-    for mother in ends.tolist():
-        candidates = by_frame.get(int(scene.frame[mother]) + 1)
-        if candidates is None or len(candidates) < 2:
-            continue
-        distance = np.linalg.norm(scene.yx[candidates] - scene.yx[mother], axis=1)
-        near = candidates[distance <= float(division.max_distance)]
-        for i in range(len(near)):
-            for j in range(i + 1, len(near)):
-                hypotheses.append((mother, int(near[i]), int(near[j])))
-    if not hypotheses:
+    max_distance = float(division.max_distance)
+    # Every end's starts in the next frame within reach (ball query widened a hair, then the exact test),
+    # each end's in ascending node order, then every pair of them: hypotheses (mother, daughter, daughter).
+    end_index, start_index = _same_frame_pairs(
+        scene.yx[starts],
+        scene.frame[starts],
+        scene.yx[ends],
+        scene.frame[ends] + 1,
+        max_distance * (1.0 + 1e-9) + 1e-9,
+    )
+    near = np.linalg.norm(scene.yx[starts[start_index]] - scene.yx[ends[end_index]], axis=1) <= max_distance
+    end_index, start_index = end_index[near], start_index[near]
+    first, second = _pairs_within_groups(end_index)
+    if len(first) == 0:
         return 0
-    mother, daughter_a, daughter_b = (np.asarray(h, np.int64) for h in zip(*hypotheses, strict=True))
+    mother = ends[end_index[first]]
+    daughter_a, daughter_b = starts[start_index[first]], starts[start_index[second]]
     reference = _reference_intensity(scene, state, mother)
     cost = division_cost(scene, mother, daughter_a, daughter_b, reference)
     # The mother would otherwise end and both daughters start; one daughter continuing the mother is
@@ -278,8 +321,7 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     linked_rows, linked_cols = solve_sparse_assignment(
         np.concatenate(rows), np.concatenate(cols), np.concatenate(costs), row_alternative, col_alternative
     )
-    for r, c in zip(linked_rows.tolist(), linked_cols.tolist(), strict=True):
-        state.add(int(sources[r]), int(starts[c]))
+    state.add_many(sources[linked_rows], starts[linked_cols])
     return len(linked_rows)
 
 

@@ -117,24 +117,44 @@ def one_size(nuclei: int, frames: int, segment_up_to: int) -> dict:
     return row
 
 
-def hela_linking(data: Path) -> dict:
-    """Linking the HeLa 01 ground-truth markers (frames in memory): celltrack with CF vs laptrack."""
+def _time_linkers(name: str, table: pd.DataFrame, frames, repeats: int) -> dict:
+    """Best of ``repeats`` interleaved runs (wall seconds) of celltrack with CF and laptrack on one movie."""
     from baselines import link_celltrack, link_laptrack
 
+    row: dict = {"movie": name, "detections": len(table)}
+    head = table[table["frame"] < 2]
+    methods = (("celltrack (+CF)", link_celltrack), ("laptrack", link_laptrack))
+    for _, method in methods:
+        method(head, frames)  # warm-up
+    for label, _ in methods:
+        row[f"{label} s"] = np.inf
+    # Interleaved and best-of: a shared machine's noise hits both alike and only ever adds time.
+    for _ in range(repeats):
+        for label, method in methods:
+            start = time.perf_counter()
+            method(table, frames)
+            row[f"{label} s"] = min(row[f"{label} s"], time.perf_counter() - start)
+    return row
+
+
+def field_linking(data: Path, repeats: int = 3) -> list[dict]:
+    """Linking at the issue's scale: the HeLa 01 GT markers, and a 92-frame movie at HeLa density.
+
+    The synthetic movie (~360 nuclei per frame, ~33,000 detections) stands in for a dense HeLa movie such
+    as the ~25,000-detection one of the goal; HeLa 01 itself is sparse (~94 nuclei per frame).
+    """
     from celltrack.io import detections_from_sequence, open_sequence, read_gt
 
+    rows = []
     root = data / "Fluo-N2DL-HeLa" / "01"
-    images = open_sequence(root)
-    frames = [np.asarray(images[t]) for t in range(len(images))]
-    table = detections_from_sequence(read_gt(data / "Fluo-N2DL-HeLa" / "01_GT").tra, images)
-    row: dict = {"movie": "HeLa 01 GT markers", "detections": len(table)}
-    head = table[table["frame"] < 2]
-    for name, method in (("celltrack (+CF)", link_celltrack), ("laptrack", link_laptrack)):
-        method(head, frames)  # warm-up
-        start = time.perf_counter()
-        method(table, frames)
-        row[f"{name} s"] = time.perf_counter() - start
-    return row
+    if root.is_dir():
+        images = open_sequence(root)
+        frames = [np.asarray(images[t]) for t in range(len(images))]
+        table = detections_from_sequence(read_gt(data / "Fluo-N2DL-HeLa" / "01_GT").tra, images)
+        rows.append(_time_linkers("HeLa 01 GT markers", table, frames, repeats))
+    movie, table = tiled_movie(300, 92)
+    rows.append(_time_linkers("92 frames at HeLa density (synthetic)", table, movie, repeats))
+    return rows
 
 
 def hela_end_to_end(data: Path) -> dict:
@@ -203,7 +223,7 @@ def main() -> None:
     print()
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.hela:
-        linking = pd.DataFrame([hela_linking(Path(args.data))])
+        linking = pd.DataFrame(field_linking(Path(args.data)))
         print(linking.to_string(index=False, float_format="{:.2f}".format))
         print(hela_end_to_end(Path(args.data)))
     print(

@@ -116,3 +116,22 @@ def test_real_hela_is_lazy(hela_dir):
     assert seq.shape == (92, 700, 1100)
     frame = seq[91]
     assert frame.dtype == np.uint16 and frame.mean() > 30000  # camera offset
+
+
+def test_cached_sequence_decodes_each_kept_frame_once_within_its_budget(tmp_path, movie):
+    seq = open_sequence(write_frames(tmp_path / "01", movie))
+    reads = []
+    original = seq._reader
+    seq._reader = lambda t: reads.append(t) or original(t)
+    frame_bytes = movie[0].nbytes
+    cached = seq.cached(2 * frame_bytes + 1)  # room for two frames
+    for _ in range(2):  # two passes in frame order, as segmentation and linking make
+        for t in range(len(cached)):
+            np.testing.assert_array_equal(cached[t], movie[t])
+    # the first two frames were decoded once; the others on every pass
+    assert reads == [0, 1, *range(2, len(movie)), *range(2, len(movie))]
+    assert cached.shape == seq.shape and cached.paths == seq.paths
+    with pytest.raises(ValueError, match="read-only"):
+        cached[0][0, 0] = 1
+    with pytest.raises(ValueError, match="max_bytes"):
+        seq.cached(-1)

@@ -90,6 +90,42 @@ class ImageSequence:
         for t in range(len(self)):
             yield self[t]
 
+    def cached(self, max_bytes: int) -> ImageSequence:
+        """The same sequence, keeping decoded frames in memory up to ``max_bytes`` in all.
+
+        For work that reads the movie several times (segmentation, then the linker's intensities, then its
+        filters): a compressed frame is decoded once. Frames are kept in the order first read until the
+        budget is spent, and the rest are read from disk each time, so a movie larger than the budget
+        still streams (a least-recently-used cache would keep nothing across passes in frame order).
+        Kept frames are read-only.
+
+        Parameters
+        ----------
+        max_bytes : int
+            Memory budget for the kept frames (0 keeps none).
+
+        Returns
+        -------
+        ImageSequence
+        """
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        kept: dict[int, np.ndarray] = {}
+        budget = [int(max_bytes)]
+
+        def read(t: int) -> np.ndarray:
+            frame = kept.get(t)
+            if frame is None:
+                frame = self[t]
+                if frame.nbytes <= budget[0]:
+                    frame = frame.copy() if not frame.flags.owndata else frame
+                    frame.setflags(write=False)
+                    kept[t] = frame
+                    budget[0] -= frame.nbytes
+            return frame
+
+        return ImageSequence(self.source, read, self.shape, self.dtype, self.paths)
+
     def __repr__(self) -> str:
         return f"ImageSequence({self.source!r}, shape={self.shape}, dtype={self.dtype})"
 

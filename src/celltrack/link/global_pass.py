@@ -190,6 +190,40 @@ def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: n
     return scene.yx[nodes] + (beta * steps)[:, None] * forward.velocity[nodes]
 
 
+def _gap_candidates(
+    scene: Scene, forward: ForwardResult, ends: np.ndarray, starts: np.ndarray, use_appearance: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gap-closing candidates: end ``ends[r]`` at frame t to ``starts[c]`` at t + g, g in 1 .. max_gap + 1.
+
+    Returns
+    -------
+    rows, cols : numpy.ndarray of int, shape (P,)
+        Positions in ``ends`` and ``starts``.
+    costs : numpy.ndarray, shape (P,)
+        Link cost over the gap plus ``gaps.penalty`` gates per missed frame.
+    """
+    config = scene.config
+    reach = float(config.motion.reach)
+    rows, cols, costs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    if len(ends) == 0 or len(starts) == 0:
+        return rows[0], cols[0], costs[0]
+    start_yx, start_frame = scene.yx[starts], scene.frame[starts]
+    for steps in range(1, config.gaps.max_gap + 2):
+        predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
+        r, c = _same_frame_pairs(
+            start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
+        )
+        if len(r) == 0:
+            continue
+        squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
+        response = _lookup_response(forward, ends[r], starts[c]) if use_appearance else None
+        cost = scene.link_cost(ends[r], starts[c], squared, steps, response)
+        rows.append(r)
+        cols.append(c)
+        costs.append(cost + config.gaps.penalty * scene.gate * (steps - 1))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(costs)
+
+
 def _pairs_within_groups(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``(i, j)``, ``i < j``, of every two elements with equal ``group`` values (sorted runs).
 
@@ -265,29 +299,16 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
         return 0
     start_yx = scene.yx[starts]
     start_frame = scene.frame[starts]
-    reach = float(config.motion.reach)
-    max_steps = config.gaps.max_gap + 1
 
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     costs: list[np.ndarray] = []
-    # gap closing: end e (frame te) -> start s (frame te + g), 1 <= g <= max_gap + 1
     source_nodes: list[np.ndarray] = [ends]
-    if len(ends):
-        for steps in range(1, max_steps + 1):
-            predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
-            r, c = _same_frame_pairs(
-                start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
-            )
-            if len(r) == 0:
-                continue
-            squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
-            response = _lookup_response(forward, ends[r], starts[c]) if use_appearance else None
-            cost = scene.link_cost(ends[r], starts[c], squared, steps, response)
-            cost = cost + config.gaps.penalty * scene.gate * (steps - 1)
-            rows.append(r)
-            cols.append(c)
-            costs.append(cost)
+    gap_rows, gap_cols, gap_costs = _gap_candidates(scene, forward, ends, starts, use_appearance)
+    if len(gap_rows):
+        rows.append(gap_rows)
+        cols.append(gap_cols)
+        costs.append(gap_costs)
     # divisions: a node with exactly one successor k at frame t, start s at t + 1 -> daughters (k, s)
     split_nodes = np.zeros(0, np.int64)
     if config.division.enabled:

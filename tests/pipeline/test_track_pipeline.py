@@ -71,6 +71,17 @@ def test_same_input_gives_byte_identical_ctc_output(movie_dir, tmp_path):
     assert digest(tmp_path / "a", "tracks.csv") == digest(tmp_path / "b", "tracks.csv")
 
 
+def test_output_does_not_depend_on_the_frame_cache(movie_dir, tmp_path):
+    config = tmp_path / "no_cache.toml"
+    config.write_text("frame_cache_mb = 0\n")
+    assert track(movie_dir, tmp_path / "cached") == 0
+    assert track(movie_dir, tmp_path / "streamed", "--config", str(config)) == 0
+    ctc = lambda d: digest(d, "mask*.tif") | digest(d, "res_track.txt") | digest(d, "tracks.csv")  # noqa: E731
+    assert ctc(tmp_path / "cached") == ctc(tmp_path / "streamed")
+    record = json.loads((tmp_path / "streamed" / "celltrack.json").read_text())
+    assert record["config"]["frame_cache_mb"] == 0
+
+
 def test_existing_output_kept_unless_overwrite(movie_dir, tmp_path, capsys):
     out = tmp_path / "RES"
     out.mkdir()

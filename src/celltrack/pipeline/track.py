@@ -38,10 +38,6 @@ T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], Iterable[T]]
 #: Whether ``celltrack track`` scores mitosis with RecogNet by default (see README, "Measured").
 MITOSIS_DEFAULT_ENABLED = False
-#: Decoded raw frames kept in memory per movie: segmentation, the linker's intensities and its filters
-#: each read the movie, and decoding a compressed frame costs more than linking it. A 92-frame
-#: 700 x 1100 uint16 movie takes 140 MB; larger movies keep their first frames and stream the rest.
-FRAME_CACHE_BYTES = 1 << 30
 
 
 def resolve_device(device: str) -> torch.device:
@@ -88,6 +84,14 @@ class TrackingConfig(BaseModel):
     mitosis: MitosisConfig = Field(default_factory=MitosisConfig)
     linker: LinkerConfig = Field(default_factory=LinkerConfig)
     marker_radius: float = Field(3.0, gt=0, description="Disc radius (px) for positions without a mask.")
+    frame_cache_mb: int = Field(
+        1024,
+        ge=0,
+        description="Decoded raw frames kept in memory per movie (MiB): segmentation, the linker's "
+        "intensities and its filters each read the movie, and decoding a compressed frame costs more than "
+        "linking it (a 92-frame 700 x 1100 uint16 movie takes 140 MiB). Larger movies keep their first "
+        "frames and read the rest again; 0 keeps none.",
+    )
 
 
 @dataclass
@@ -207,7 +211,7 @@ def run_tracking(
     """
     config = config or TrackingConfig()
     images = images if isinstance(images, ImageSequence) else open_sequence(images)
-    images = images.cached(FRAME_CACHE_BYTES)
+    images = images.cached(config.frame_cache_mb << 20)
     if isinstance(detections, str | Path):
         detections = open_sequence(detections)
     if detections is not None:

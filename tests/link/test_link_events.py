@@ -186,3 +186,35 @@ def test_mitosis_score_lowers_the_cost_of_a_dividing_nucleus(detections_of) -> N
     assert cost({(5, 2): 1.0, (5, 3): 1.0}) == pytest.approx(full)  # or two mitotic daughters
     assert cost({(5, 2): 1.0}) == pytest.approx(plain - 0.15 * gate)  # one daughter counts half
     assert cost({(4, 1): 1.0}, bonus=0.0) == pytest.approx(plain)
+
+
+def nuclei_merged_for_one_frame() -> pd.DataFrame:
+    """Two nuclei side by side that segmentation joins into one object at frame 4, then separate again.
+
+    The joined object lies a little nearer the right nucleus' new position, so the forward pass links it
+    there although it continued the left one; the right nucleus' own track ends at frame 3.
+    """
+    rows = []
+    for t in range(4):
+        rows += [(t, 1, 50.0, 43.0, 150), (t, 2, 50.0, 60.0, 150)]
+    rows += [(4, 3, 50.0, 50.0, 260)]
+    for t in range(5, 9):
+        rows += [(t, 1, 50.0, 42.0, 150), (t, 2, 50.0, 57.0, 150)]
+    return pd.DataFrame(rows, columns=["frame", "label", "y", "x", "area"])
+
+
+@pytest.mark.parametrize("sigma", [2.0, 3.0, 4.0])
+def test_nuclei_merged_by_segmentation_keep_their_tracks(sigma: float) -> None:
+    detections = nuclei_merged_for_one_frame()
+    config = {"diameter": 14.0, "motion": {"sigma": sigma, "velocity_weight": 0.0}, "frame_shape": (100, 120)}
+    graph = link_tracks(detections, **config)
+    edges = set(zip(graph.edges["source"].tolist(), graph.edges["target"].tolist(), strict=True))
+    merged = node_of(graph, 4, 3)
+    # the joined object continues the left nucleus; the right one's track closes its one-frame gap
+    assert (node_of(graph, 3, 1), merged) in edges and (merged, node_of(graph, 5, 1)) in edges
+    assert (node_of(graph, 3, 2), node_of(graph, 5, 2)) in edges
+    assert len(graph.divisions()) == 0
+    # without the re-routing the same movie reads as a division of the object or as swapped identities
+    plain = link_tracks(detections, global_pass={"reroute": False}, **config)
+    plain_edges = set(zip(plain.edges["source"].tolist(), plain.edges["target"].tolist(), strict=True))
+    assert len(plain.divisions()) == 1 or (node_of(plain, 3, 2), node_of(plain, 5, 1)) in plain_edges

@@ -282,6 +282,12 @@ class GlobalPassConfig(BaseModel):
         description="A daughter branch of at most this many frames that ends (not at the movie's end) "
         "is taken as a false division and cut off (frames; 0 = keep all).",
     )
+    reroute: bool = Field(
+        True,
+        description="Let a track that ended (within the gap limit) take over a division's linked daughter "
+        "while the mother keeps the other one, when that is cheaper than the division: nuclei merged by "
+        "segmentation that come apart again are not a division.",
+    )
 
 
 class LinkerConfig(BaseModel):

@@ -14,6 +14,7 @@ The frame-to-frame pass leaves segments: chains of one-to-one links. This pass j
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -224,6 +225,75 @@ def _gap_candidates(
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(costs)
 
 
+@dataclass(frozen=True)
+class _Reroutes:
+    """Re-routings: ``node`` trades its successor ``old`` for start ``new``; end ``end_rows`` takes ``old``.
+
+    ``end_rows`` index the ends and ``start_cols`` (where ``new`` sits) the starts of the assignment.
+    """
+
+    end_rows: np.ndarray
+    start_cols: np.ndarray
+    cost: np.ndarray
+    node: np.ndarray
+    old: np.ndarray
+    new: np.ndarray
+
+    @classmethod
+    def none(cls) -> _Reroutes:
+        empty = np.zeros(0, np.int64)
+        return cls(empty, empty, np.zeros(0), empty, empty, empty)
+
+
+def _reroute_candidates(
+    scene: Scene,
+    forward: ForwardResult,
+    ends: np.ndarray,
+    starts: np.ndarray,
+    nodes: np.ndarray,
+    successors: np.ndarray,
+    start_cols: np.ndarray,
+    use_appearance: bool,
+) -> _Reroutes:
+    """The alternative to each division hypothesis (node -> successor, + start) that an ended track offers.
+
+    Two nuclei that segmentation merged into one object and that come apart again read as a division of the
+    object: the forward pass linked the object to one of them, and the other's track ended at the merge.
+    The re-routing links the object to the start instead and closes the ended track's gap to the successor.
+    Its cost, ``gap(end -> successor) + link(node -> start) - link(node -> successor)``, enters the same
+    assignment as the division (which also takes the start) and the end's death.
+
+    Parameters
+    ----------
+    nodes, successors : numpy.ndarray of int, shape (H,)
+        Each hypothesis' node and its one successor (next frame).
+    start_cols : numpy.ndarray of int, shape (H,)
+        Its candidate start, as a position in ``starts``.
+
+    Returns
+    -------
+    _Reroutes
+    """
+    targets, target_of = np.unique(successors, return_inverse=True)
+    end_rows, target_cols, gap_cost = _gap_candidates(scene, forward, ends, targets, use_appearance)
+    if len(end_rows) == 0:
+        return _Reroutes.none()
+    order = np.argsort(target_cols, kind="stable")
+    end_rows, target_cols, gap_cost = end_rows[order], target_cols[order], gap_cost[order]
+    low = np.searchsorted(target_cols, target_of, "left")
+    count = np.searchsorted(target_cols, target_of, "right") - low
+    hypothesis = np.repeat(np.arange(len(nodes)), count)
+    gap = np.repeat(low, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    node, old, new = nodes[hypothesis], successors[hypothesis], starts[start_cols[hypothesis]]
+    predicted = _predicted(scene, forward, node, np.ones(len(node)))
+    sources, targets_both = np.r_[node, node], np.r_[new, old]
+    squared = np.sum((scene.yx[targets_both] - np.r_[predicted, predicted]) ** 2, axis=1)
+    response = _lookup_response(forward, sources, targets_both) if use_appearance else None
+    link = scene.link_cost(sources, targets_both, squared, 1, response)
+    cost = gap_cost[gap] + link[: len(node)] - link[len(node) :]
+    return _Reroutes(end_rows[gap], start_cols[hypothesis], cost, node, old, new)
+
+
 def _pairs_within_groups(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``(i, j)``, ``i < j``, of every two elements with equal ``group`` values (sorted runs).
 
@@ -311,6 +381,7 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
         costs.append(gap_costs)
     # divisions: a node with exactly one successor k at frame t, start s at t + 1 -> daughters (k, s)
     split_nodes = np.zeros(0, np.int64)
+    reroute = _Reroutes.none()
     if config.division.enabled:
         single = np.flatnonzero(degree == 1)
         successor = state.first_successor[single]
@@ -331,6 +402,10 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
                 cols.append(c)
                 costs.append(cost)
                 split_nodes = single
+                if config.global_pass.reroute:
+                    reroute = _reroute_candidates(
+                        scene, forward, ends, starts, single[r], successor[r], c, use_appearance
+                    )
     if not rows:
         return 0
     source_nodes.append(split_nodes)
@@ -339,10 +414,39 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
         [scene.end_cost(_predicted(scene, forward, ends, np.ones(len(ends)))), np.zeros(len(split_nodes))]
     )
     col_alternative = scene.end_cost(scene.yx[starts])
+    all_rows, all_cols, all_costs = np.concatenate(rows), np.concatenate(cols), np.concatenate(costs)
+    # Which re-routing (index into ``reroute``), if any, each candidate pair stands for (-1: none).
+    via = np.full(len(all_rows), -1, np.int64)
+    if len(reroute.end_rows):
+        all_rows = np.concatenate([all_rows, reroute.end_rows])
+        all_cols = np.concatenate([all_cols, reroute.start_cols])
+        all_costs = np.concatenate([all_costs, reroute.cost])
+        via = np.concatenate([via, np.arange(len(reroute.end_rows))])
+        # One candidate per (row, start): the cheapest of a direct gap closing and the re-routings.
+        order = np.lexsort((all_costs, all_cols, all_rows))
+        keep = order[np.r_[True, (np.diff(all_rows[order]) != 0) | (np.diff(all_cols[order]) != 0)]]
+        all_rows, all_cols, all_costs, via = all_rows[keep], all_cols[keep], all_costs[keep], via[keep]
     linked_rows, linked_cols = solve_sparse_assignment(
-        np.concatenate(rows), np.concatenate(cols), np.concatenate(costs), row_alternative, col_alternative
+        all_rows, all_cols, all_costs, row_alternative, col_alternative
     )
-    state.add_many(sources[linked_rows], starts[linked_cols])
+    if len(reroute.end_rows) == 0:
+        state.add_many(sources[linked_rows], starts[linked_cols])
+        return len(linked_rows)
+    key = all_rows * len(starts) + all_cols
+    entry = np.argsort(key, kind="stable")
+    chosen = via[entry[np.searchsorted(key[entry], linked_rows * len(starts) + linked_cols)]]
+    plain = chosen < 0
+    state.add_many(sources[linked_rows[plain]], starts[linked_cols[plain]])
+    dividing = set(sources[linked_rows[plain & (linked_rows >= len(ends))]].tolist())
+    for index, end in zip(chosen[~plain].tolist(), sources[linked_rows[~plain]].tolist(), strict=True):
+        node, old, new = (int(part[index]) for part in (reroute.node, reroute.old, reroute.new))
+        # A node that divides or was re-routed already in this assignment keeps its links.
+        if node in dividing or state.successors(node) != [old]:
+            continue
+        state.remove(node, old)
+        state.add(node, new)
+        state.add(end, old)
+        dividing.add(node)
     return len(linked_rows)
 
 

@@ -116,6 +116,19 @@ def test_raw_features_track_cells_with_filters(rng: np.random.Generator) -> None
     assert empty.psr.max() < 0.5 * detection.psr.min()
 
 
+@pytest.mark.parametrize("shape", [(30, 30), (20, 200), (48, 48)])
+def test_frames_smaller_than_a_window_give_the_crops_of_their_maps(
+    shape: tuple[int, int], rng: np.random.Generator
+) -> None:
+    # 40 px windows read 48 px with their filter margin: no window fits wholly inside these frames.
+    frame = nuclei_frame(rng, rng.uniform(0, min(shape), (2, 2)), shape)
+    centres = np.array([[shape[0] / 2, shape[1] / 2], [0.0, 0.0], [shape[0] - 1.0, 3.5]])
+    extractor = RawExtractor()
+    local = extractor.extract_windows(frame, centres, 40)[0]
+    cropped = extractor.windows_from_maps(extractor.compute_maps(frame), centres, 40)[0]
+    torch.testing.assert_close(local, cropped, rtol=1e-5, atol=1e-5)
+
+
 def test_window_local_features_equal_crops_of_full_frame_maps_in_many_blocks(
     rng: np.random.Generator,
 ) -> None:

@@ -18,7 +18,7 @@ from celltrack.cf.filters import (
     train_filters,
     window_spectra,
 )
-from celltrack.cf.windows import as_centres, hann_window, taper_window, window_origins
+from celltrack.cf.windows import as_centres, centres_array, hann_window, taper_window, window_origins
 
 __all__ = [
     "ROW_BLOCK",
@@ -26,6 +26,7 @@ __all__ = [
     "CFDetection",
     "FilterBank",
     "as_centres",
+    "centres_array",
     "correlation_responses",
     "default_device",
     "detect_displacements",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["as_centres", "hann_window", "taper_window", "window_origins"]
+__all__ = ["as_centres", "centres_array", "hann_window", "taper_window", "window_origins"]
 
 
 def as_centres(
@@ -41,20 +41,31 @@ def as_centres(
         tensor = centres.detach().to(
             dtype=torch.float64, device=device if device is not None else centres.device
         )
-    else:
-        # A copy: torch refuses read-only arrays (e.g. views of pandas columns) with a warning.
-        array = np.array(centres, dtype=np.float64)
-        if array.size == 0:
-            array = array.reshape(0, 2)
-        tensor = torch.as_tensor(array, device=device)
-    if tensor.ndim != 2 or tensor.shape[1] != 2:
+        _check_centres(tuple(tensor.shape), bool(torch.isfinite(tensor).all()))
+        return tensor
+    return torch.as_tensor(centres_array(centres), device=device)
+
+
+def centres_array(centres: np.ndarray | torch.Tensor | list) -> np.ndarray:
+    """:func:`as_centres` as a float64 numpy array (N, 2), for CPU code that needs no tensor."""
+    if isinstance(centres, torch.Tensor):
+        return as_centres(centres, "cpu").numpy()
+    # A copy: torch refuses read-only arrays (e.g. views of pandas columns) with a warning.
+    array = np.array(centres, dtype=np.float64)
+    if array.size == 0:
+        array = array.reshape(0, 2)
+    _check_centres(array.shape, bool(np.isfinite(array).all()))
+    return array
+
+
+def _check_centres(shape: tuple[int, ...], finite: bool) -> None:
+    if len(shape) != 2 or shape[1] != 2:
         raise ValueError(
-            f"centres must have shape (N, 2) holding (y, x) pixel positions, got {tuple(tensor.shape)}; "
+            f"centres must have shape (N, 2) holding (y, x) pixel positions, got {tuple(shape)}; "
             "reshape a single centre with centres.reshape(1, 2)"
         )
-    if not bool(torch.isfinite(tensor).all()):
+    if not finite:
         raise ValueError("centres contain NaN or inf; drop or predict those cells before cropping windows")
-    return tensor
 
 
 def window_origins(centres: np.ndarray | torch.Tensor | list, size: int) -> tuple[torch.Tensor, torch.Tensor]:

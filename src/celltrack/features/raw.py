@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 from torch.nn.functional import conv2d, pad
 
-from celltrack.cf import as_centres, row_blocks
+from celltrack.cf import centres_array, row_blocks
 from celltrack.features.base import (
     FullFrameExtractor,
     as_frame_array,
@@ -229,7 +229,7 @@ def _gather_patches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised intensity around each window, with its margin mirrored at the frame's edge.
 
-    ``centres`` are validated float64 (N, 2) positions (:func:`celltrack.cf.as_centres`); ``views``
+    ``centres`` are validated float64 (N, 2) positions (:func:`celltrack.cf.centres_array`); ``views``
     optionally the frame's ``sliding_window_view`` of the padded window side, reused across calls.
 
     Returns
@@ -316,11 +316,23 @@ class _RawCropper:
         self.levels = _levels(image, extractor.config)
         self._views: np.ndarray | None = None
 
-    def views(self) -> np.ndarray:
-        """Strided view of every padded window position in the frame (made once)."""
-        if self._views is None:
-            span = self.size + 2 * _margin(self.extractor.config)
-            self._views = sliding_window_view(self.image, (span, span))
+    def views(self) -> np.ndarray | None:
+        """Strided view of every padded window position in the frame (made once); None if none fits.
+
+        A frame smaller than a padded window has no interior window: every window is gathered with
+        mirrored indices instead.
+        """
+        span = self.size + 2 * _margin(self.extractor.config)
+        height, width = self.image.shape
+        if self._views is None and height >= span and width >= span:
+            # as_strided directly: sliding_window_view's checks cost more than the view, once per frame.
+            row, col = self.image.strides
+            self._views = as_strided(
+                self.image,
+                shape=(height - span + 1, width - span + 1, span, span),
+                strides=(row, col, row, col),
+                writeable=False,
+            )
         return self._views
 
     def __call__(self, centres: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
@@ -402,7 +414,7 @@ class RawExtractor(FullFrameExtractor):
         if len(sizes) != 1 or not all(isinstance(c, _RawCropper) and c.extractor is self for c in croppers):
             return super().crop_many(croppers, centres)
         size = sizes.pop()
-        centre_sets = [as_centres(c).numpy() for c in centres]
+        centre_sets = [centres_array(c) for c in centres]
         owner = np.repeat(np.arange(len(croppers)), [len(c) for c in centre_sets])
         position = (
             np.concatenate([np.arange(len(c)) for c in centre_sets]) if centre_sets else np.zeros(0, int)

@@ -47,27 +47,10 @@ class LinkState:
     """
 
     def __init__(self, n: int, sources: np.ndarray, targets: np.ndarray) -> None:
-        sources = np.asarray(sources, np.int64).reshape(-1)
-        targets = np.asarray(targets, np.int64).reshape(-1)
-        if len(sources) != len(targets):
-            raise ValueError(f"sources and targets differ in length: {len(sources)} and {len(targets)}")
         self.predecessor = np.full(n, -1, np.int64)
         self.first_successor = np.full(n, -1, np.int64)
         self._later: dict[int, list[int]] = {}
-        if len(targets) == 0:
-            return
-        by_target = np.argsort(targets, kind="stable")
-        repeated = by_target[1:][targets[by_target][1:] == targets[by_target][:-1]]
-        if len(repeated):
-            # The link that adding them one by one would refuse first.
-            raise RuntimeError(f"node {int(targets[repeated.min()])} already has a predecessor")
-        self.predecessor[targets] = sources
-        by_source = np.argsort(sources, kind="stable")
-        ordered = sources[by_source]
-        first = np.r_[True, ordered[1:] != ordered[:-1]]
-        self.first_successor[ordered[first]] = targets[by_source[first]]
-        for link in np.sort(by_source[~first]).tolist():
-            self._later.setdefault(int(sources[link]), []).append(int(targets[link]))
+        self.add_many(sources, targets)
 
     def add(self, source: int, target: int) -> None:
         """Add a link ``source -> target``."""
@@ -89,6 +72,7 @@ class LinkState:
         refused = self.predecessor[targets] >= 0
         refused[np.setdiff1d(np.arange(len(targets)), first_of_target)] = True
         if refused.any():
+            # The link that adding them one by one would refuse first.
             raise RuntimeError(f"node {int(targets[np.argmax(refused)])} already has a predecessor")
         self.predecessor[targets] = sources
         # A source without a successor takes its first new target; every other link is a later one.
@@ -283,7 +267,7 @@ def _reroute_candidates(
     low = np.searchsorted(target_cols, target_of, "left")
     count = np.searchsorted(target_cols, target_of, "right") - low
     hypothesis = np.repeat(np.arange(len(nodes)), count)
-    gap = np.repeat(low, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    gap = _concatenated_ranges(low, count)
     node, old, new = nodes[hypothesis], successors[hypothesis], starts[start_cols[hypothesis]]
     predicted = _predicted(scene, forward, node, np.ones(len(node)))
     sources, targets_both = np.r_[node, node], np.r_[new, old]
@@ -306,9 +290,14 @@ def _pairs_within_groups(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     run_length = np.diff(np.r_[run_start, len(group)])
     position = np.arange(len(group)) - np.repeat(run_start, run_length)
     later = np.repeat(run_length, run_length) - 1 - position  # partners after each element
-    first = np.repeat(np.arange(len(group)), later)
-    offset = np.arange(len(first)) - np.repeat(np.cumsum(later) - later, later)
-    return first, first + 1 + offset
+    return np.repeat(np.arange(len(group)), later), _concatenated_ranges(np.arange(len(group)) + 1, later)
+
+
+def _concatenated_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + k) for s, k in zip(start, count)])`` without a loop."""
+    count = np.asarray(count, np.int64)
+    offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return np.repeat(np.asarray(start, np.int64), count) + offset
 
 
 def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, last_frame: int) -> int:
@@ -432,9 +421,9 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     if len(reroute.end_rows) == 0:
         state.add_many(sources[linked_rows], starts[linked_cols])
         return len(linked_rows)
+    # The candidates are sorted by (row, start) and distinct after the merge above.
     key = all_rows * len(starts) + all_cols
-    entry = np.argsort(key, kind="stable")
-    chosen = via[entry[np.searchsorted(key[entry], linked_rows * len(starts) + linked_cols)]]
+    chosen = via[np.searchsorted(key, linked_rows * len(starts) + linked_cols)]
     plain = chosen < 0
     state.add_many(sources[linked_rows[plain]], starts[linked_cols[plain]])
     dividing = set(sources[linked_rows[plain & (linked_rows >= len(ends))]].tolist())

@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "seq_dir", metavar="SEQ_DIR", help="CTC sequence folder, (T, Y, X) TIFF or zarr array"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for maskTTT.tif label images")
-    parser.add_argument("--model", metavar="PATH", help="SegNet model folder (default: the shipped model)")
+    parser.add_argument(
+        "--model", metavar="MODEL",
+        help="'default' (the shipped generalist), 'study' (the study's 5-layer network) or a model folder "
+        "from `celltrack train segnet`",
+    )
     parser.add_argument(
         "--method",
         choices=("segnet", "classic"),
@@ -36,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         metavar="PX",
         help="typical nucleus diameter in this movie; rescales the input to the model's scale "
-        "(default: measured on a frame)",
+        "(default: measured by the model on frames spread through the movie; a warning says when unsure)",
     )
     parser.add_argument(
         "--no-merge-split",

@@ -41,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     for item in args.models:
         path = Path(item)
         if item in ("segnet", "recognet") and not path.exists():
-            architecture, folder = item, None
+            # 'segnet' = the study network: its 3x3 kernels on the raw image are the ones worth drawing.
+            from celltrack.models.segnet import DEFAULT_SEGNET_PATH
+
+            architecture, folder = item, (DEFAULT_SEGNET_PATH if item == "segnet" else None)
         elif (path / "filters.npz").is_file() or path.suffix == ".npz":
             npz = path / "filters.npz" if path.is_dir() else path
             with np.load(npz) as arrays:
@@ -53,12 +56,18 @@ def run(args: argparse.Namespace) -> int:
             from celltrack.models import SegNet
 
             panels += conv_kernels(SegNet.load(folder), "SegNet")
+        elif architecture == "segnet-panoptic":
+            from celltrack.models.panoptic import PanopticSegNet
+
+            panels += conv_kernels(PanopticSegNet.load(folder), "SegNet (default)")
         elif architecture == "recognet":
             from celltrack.models import RecogNet
 
             panels += conv_kernels(RecogNet.load(folder), "RecogNet")
         else:
-            raise ValueError(f"{path}: unknown architecture {architecture!r}; expected segnet or recognet")
+            raise ValueError(
+                f"{path}: unknown architecture {architecture!r}; expected a SegNet or RecogNet folder"
+            )
     figure = filters_figure(panels)
     with atomic_output_file(args.out, args.overwrite) as tmp:
         figure.savefig(tmp, format="png")

@@ -31,7 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="label images to link instead of segmenting (maskTTT.tif or man_trackTTT.tif)",
     )
     parser.add_argument(
-        "--model", metavar="PATH", help="segmentation model folder (default: the shipped one)"
+        "--model", metavar="MODEL",
+        help="segmentation model: 'default' (the shipped generalist), 'study' (the study's 5-layer network) "
+        "or a model folder from `celltrack train segnet`",
+    )
+    parser.add_argument(
+        "--nucleus-diameter", type=float, default=None, metavar="PX",
+        help="typical nucleus diameter in this movie (default: measured by the model on frames spread "
+        "through the movie; a warning says when it is unsure)",
     )
     parser.add_argument(
         "--config", metavar="FILE.toml", help="pipeline configuration (README, section Configuration)"
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = []
     if args.model:
         overrides.append(("segmentation.model", args.model))
+    if args.nucleus_diameter is not None:
+        overrides.append(("segmentation.nucleus_diameter", args.nucleus_diameter))
     config = load_config(args.config, overrides)
     result = run_tracking(
         args.seq_dir,

@@ -10,12 +10,16 @@ from celltrack.cli.common import add_common_options, example
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
-        help="train SegNet (segmentation) or RecogNet (nucleus identity/embedding/state) from CTC data",
-        description="Train a network from CTC sequence folders and save it as a model folder (config.json + "
-        "weights.pt). SegNet learns from NN_GT/SEG and silver truth NN_ST/SEG; RecogNet from NN_GT/TRA.",
+        help="train SegNet (segmentation) or RecogNet (nucleus identity/embedding/state)",
+        description="Train a network and save it as a model folder (config.json + weights.pt). SegNet "
+        "learns from images/ + labels/ folders (instance label images) and from CTC sequences with "
+        "NN_GT/SEG or silver truth NN_ST/SEG, in any mix; RecogNet from CTC sequences with NN_GT/TRA.",
         epilog=example(
-            "celltrack train segnet --data data/Fluo-N2DL-HeLa/01 data/Fluo-N2DH-SIM+/01 "
-            "--out my_segnet --hold-out-frames 16\n"
+            "celltrack train segnet --data my_annotations/ data/Fluo-N2DL-HeLa/01 --out my_segnet "
+            "--steps 4000\n"
+            "  celltrack train segnet --data my_5_frames/ --init default --steps 600 --out my_segnet  "
+            "(fine-tune the shipped model)\n"
+            "  celltrack train segnet --architecture study --data data/Fluo-N2DL-HeLa/01 --out study_segnet\n"
             "  celltrack train recognet --data data/Fluo-N2DL-HeLa/01 data/Fluo-N2DH-SIM+/01 "
             "--out my_recognet --epochs 30 --seed 0\n"
             "(same data, options and OMP_NUM_THREADS: bit-identical weights)"
@@ -23,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("network", choices=("segnet", "recognet"), help="which network to train")
-    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="CTC sequence folders (NN)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="DIR",
+        help="training data: images/+labels/ folders, CTC sequence folders (NN) or CTC dataset folders",
+    )
     parser.add_argument("--out", required=True, metavar="MODEL", help="model folder to create")
     parser.add_argument(
         "--hold-out-frames",
@@ -31,6 +38,31 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="keep the first N frames of every sequence out of training (default 0)",
+    )
+    seg = parser.add_argument_group("SegNet (default architecture: panoptic)")
+    seg.add_argument(
+        "--architecture", choices=("panoptic", "study"), default="panoptic",
+        help="panoptic: the default U-Net with distance and size heads; study: the study's 5-layer "
+        "classifier",
+    )
+    seg.add_argument("--steps", type=int, default=None, help="optimiser steps (panoptic; default 20000)")
+    seg.add_argument("--batch-size", type=int, default=None, help="patches per step (panoptic; default 8)")
+    seg.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default 2e-3)")
+    seg.add_argument(
+        "--init", metavar="MODEL", default=None,
+        help="start from this panoptic model folder ('default' = the shipped one): fine-tuning",
+    )
+    seg.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted run from its checkpoint (OUT.checkpoint/, same options)",
+    )
+    seg.add_argument(
+        "--exclude-split", nargs="+", default=[], metavar="NAME",
+        help="leave out images whose manifest.csv source_split is NAME (e.g. test stage1_test)",
+    )
+    seg.add_argument(
+        "--source-weight", nargs="+", default=[], metavar="SOURCE=W",
+        help="sampling weight of a source (folder name, or DATASET/NN for CTC); unlisted sources weigh 1",
     )
     parser.add_argument(
         "--epochs",
@@ -70,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     from celltrack.pipeline.track import resolve_device
 
     device = str(resolve_device(args.device))
-    if args.network == "segnet":
+    if args.network == "segnet" and args.architecture == "panoptic":
+        out = _train_panoptic(args, device)
+    elif args.network == "segnet":
         from celltrack.pipeline.train import train_segnet_from_folders
 
         overrides: dict = {"seed": args.seed, "device": device, "progress": not args.quiet}
@@ -100,3 +134,40 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"celltrack train {args.network}: model saved to {out}")
     return 0
+
+
+def _train_panoptic(args: argparse.Namespace, device: str) -> object:
+    import shlex
+    import sys
+
+    from celltrack.models.panoptic import DEFAULT_PANOPTIC_PATH
+    from celltrack.pipeline.train import train_panoptic_from_folders
+
+    for name in ("epochs", "members", "contact_weight"):
+        if getattr(args, name) is not None:
+            raise ValueError(f"--{name.replace('_', '-')} applies to --architecture study only; use --steps")
+    overrides: dict = {"seed": args.seed, "device": device, "progress": not args.quiet}
+    for option in ("steps", "batch_size", "learning_rate"):
+        if getattr(args, option) is not None:
+            overrides[option] = getattr(args, option)
+    if args.steps_per_epoch is not None:
+        overrides["log_every"] = args.steps_per_epoch
+    if args.steps is not None and args.steps < 2000:
+        overrides["warmup_steps"] = max(0, args.steps // 10)
+    weights = {}
+    for item in args.source_weight:
+        source, sep, value = item.rpartition("=")
+        try:
+            weights[source] = float(value)
+        except ValueError:
+            source = ""
+        if not sep or not source:
+            raise ValueError(f"--source-weight {item!r}: write SOURCE=WEIGHT, e.g. DSB2018-fluo=2")
+    if weights:
+        overrides["source_weights"] = weights
+    init = DEFAULT_PANOPTIC_PATH if args.init == "default" else args.init
+    return train_panoptic_from_folders(
+        args.data, args.out, hold_out_frames=args.hold_out_frames, exclude_splits=args.exclude_split,
+        synthetic=args.synthetic, overrides=overrides, init=init, resume=args.resume,
+        overwrite=args.overwrite, command=shlex.join(["celltrack", *sys.argv[1:]]),
+    )

@@ -54,8 +54,9 @@ INTERIOR, BOUNDARY, BACKGROUND = 0, 1, 2
 N_CLASSES = 3
 #: Weights of conv layers 1-4 in the correlation-filter tracker (coarse layers weigh less).
 DEFAULT_FEATURE_LAYER_WEIGHTS = (1.0, 0.5, 0.2, 0.2)
-#: The model shipped with celltrack.
-DEFAULT_SEGNET_PATH = Path(__file__).parent / "weights" / "segnet_default"
+#: The study's network as shipped with celltrack (``--model study``); the default segmenter is
+#: :class:`~celltrack.models.panoptic.PanopticSegNet`.
+DEFAULT_SEGNET_PATH = Path(__file__).parent / "weights" / "segnet_study"
 # Pixels per chunk of the 1×1 head without gradients: the 200-wide activations of a chunk stay in cache.
 _HEAD_CHUNK_PIXELS = 8192
 # Pixels per block of the ensemble's inference head (SegNet.probabilities): as fast as 8192 on one thread,
@@ -679,7 +680,7 @@ class SegNet(nn.Module):
         Parameters
         ----------
         path : str or pathlib.Path, optional
-            Model folder; ``None`` loads the model shipped with celltrack.
+            Model folder; ``None`` loads the study model shipped with celltrack.
         device : str or torch.device
             Where to put the weights.
 

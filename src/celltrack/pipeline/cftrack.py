@@ -39,7 +39,7 @@ def build_extractor(
     Parameters
     ----------
     name : str
-        ``raw``, ``segnet`` (the shipped SegNet's conv layers 1–4) or ``recognet``.
+        ``raw``, ``segnet`` (the shipped default SegNet's four feature layers) or ``recognet``.
     device : torch.device
     nucleus_diameter : float, optional
         Nucleus diameter in the movie (px), so that network features see nuclei at their training scale.

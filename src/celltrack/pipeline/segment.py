@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequence
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
+from celltrack.models.panoptic import DiameterEstimate, PanopticSegNet
 from celltrack.models.segnet import TestTimeAugmentation
 from celltrack.segment import ExtentConfig, drop_insignificant_objects, grow_to_half_maximum
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
@@ -20,6 +22,9 @@ from celltrack.segment.merges import MergeSplitConfig, MergeSplitter
 from celltrack.segment.segnet import SegNetSegmenterConfig
 
 logger = logging.getLogger(__name__)
+
+#: A movie, or one frame of it: an ImageSequence, a (T, Y, X) or (Y, X) array, or a list of frames.
+Movie = ImageSequence | np.ndarray | Sequence[np.ndarray]
 
 
 class SegmentationConfig(BaseModel):
@@ -32,11 +37,19 @@ class SegmentationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["auto", "segnet", "classic"] = Field("auto", description="Segmentation method.")
-    model: Path | None = Field(None, description="SegNet model folder; None = the shipped default.")
+    model: Path | None = Field(
+        None,
+        description="SegNet model: 'default' (None), 'study' (the study's 5-layer network) or a folder.",
+    )
     nucleus_diameter: float | Literal["auto"] | None = Field(
         "auto",
         description="Nucleus diameter in the movie (px), used to rescale frames to the model's scale; 'auto' "
-        "measures it on a frame with the classic segmenter; None = use frames as they are.",
+        "measures it with the default model's size head on diameter_frames frames spread through the movie "
+        "(the classic segmenter's median object on one frame for the study and classic methods); None = use "
+        "frames as they are.",
+    )
+    diameter_frames: int = Field(
+        5, ge=1, description="Frames, spread evenly through the movie, on which the diameter is measured."
     )
 
     @field_validator("nucleus_diameter")
@@ -70,15 +83,53 @@ class SegmentationConfig(BaseModel):
 
 
 def estimate_diameter(frame: np.ndarray) -> float | None:
-    """Median equivalent diameter (px) of the nuclei the classic segmenter finds in ``frame``."""
+    """Median equivalent diameter (px) of the nuclei the classic segmenter finds in ``frame`` (study and
+    classic methods; the default model measures it with its size head, :func:`measure_diameter`)."""
     labels = ClassicSegmenter().segment(frame)
     areas = np.bincount(labels.ravel())[1:]
     areas = areas[areas > 0]
     return float(2 * np.sqrt(np.median(areas) / np.pi)) if len(areas) else None
 
 
+def spread_frames(n_frames: int, count: int) -> list[int]:
+    """``count`` frame numbers spread evenly through a movie of ``n_frames`` (all of them when fewer)."""
+    if n_frames <= count:
+        return list(range(n_frames))
+    if count == 1:
+        return [n_frames // 2]
+    return sorted({round(i * (n_frames - 1) / (count - 1)) for i in range(count)})
+
+
+def measure_diameter(
+    model: PanopticSegNet, movie: Movie, count: int = 5
+) -> DiameterEstimate:
+    """The movie's nucleus diameter from the model's size head on ``count`` frames spread through it.
+
+    An unstable estimate (frames that disagree, no nuclei, an iteration that does not settle) is logged as
+    a warning with the measured values and the fix (``--nucleus-diameter``).
+    """
+    frames = _as_frames(movie)
+    numbers = spread_frames(len(frames), count)
+    estimate = model.estimate_diameter([np.asarray(frames[t]) for t in numbers], numbers)
+    per_frame = ", ".join(f"{v:.1f}" if np.isfinite(v) else "none" for v in estimate.per_frame)
+    if not np.isfinite(estimate.diameter):
+        logger.warning(
+            "nucleus diameter: no nuclei found in frames %s; segmenting at the model's own scale. If nuclei "
+            "are there, give their diameter with --nucleus-diameter PX", numbers,
+        )
+    elif not estimate.stable:
+        logger.warning(
+            "nucleus diameter %.1f px is uncertain (frames %s: %s px; %s); check a frame and give "
+            "--nucleus-diameter PX if it is wrong", estimate.diameter, numbers, per_frame,
+            "; ".join(estimate.notes),
+        )
+    else:
+        logger.info("nucleus diameter %.1f px (frames %s: %s px)", estimate.diameter, numbers, per_frame)
+    return estimate
+
+
 def build_segmenter(
-    config: SegmentationConfig, device: str = "cpu", sample: np.ndarray | None = None
+    config: SegmentationConfig, device: str = "cpu", sample: Movie | None = None
 ) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """The per-frame segmentation function a config asks for, and the name of the method actually used.
 
@@ -86,8 +137,8 @@ def build_segmenter(
     ----------
     config : SegmentationConfig
     device : str
-    sample : numpy.ndarray, shape (Y, X), optional
-        A frame of the movie, to measure the nucleus diameter when it is ``"auto"``.
+    sample : ImageSequence, numpy.ndarray (T, Y, X) or (Y, X), or list of frames, optional
+        The movie (or one frame of it), to measure the nucleus diameter when it is ``"auto"``.
     """
     segmenter = MovieSegmenter.build(config, device, sample)
     return segmenter.method, segmenter.segment
@@ -109,6 +160,8 @@ class MovieSegmenter:
         masks come from an intensity threshold already).
     nucleus_diameter : float, optional
         Nucleus diameter the segmenter works with (px; recorded in ``celltrack.json``).
+    diameter_estimate : DiameterEstimate, optional
+        How the diameter was measured, when it was (recorded in ``celltrack.json``).
     """
 
     def __init__(
@@ -118,21 +171,30 @@ class MovieSegmenter:
         method: str = "segnet",
         pixel_scale: float | None = 1.0,
         nucleus_diameter: float | None = None,
+        diameter_estimate: DiameterEstimate | None = None,
     ) -> None:
         self.segment = segment
         self.config = config
         self.method = method
         self.pixel_scale = pixel_scale
         self.nucleus_diameter = nucleus_diameter
+        self.diameter_estimate = diameter_estimate
         self.splitter = MergeSplitter(config.merge_split)
 
     @classmethod
     def build(
-        cls, config: SegmentationConfig, device: str = "cpu", sample: np.ndarray | None = None
+        cls, config: SegmentationConfig, device: str = "cpu", sample: Movie | None = None
     ) -> MovieSegmenter:
         """The segmenter a config asks for (see :func:`build_segmenter`)."""
-        method, segment, pixel_scale, diameter = _per_frame_segmenter(config, device, sample)
-        return cls(segment, config, method, pixel_scale, diameter)
+        built = _per_frame_segmenter(config, device, sample)
+        return cls(built.segment, config, built.method, built.pixel_scale, built.diameter, built.estimate)
+
+    def record(self) -> dict[str, Any]:
+        """What the run record says about the segmenter: method, diameter and how it was measured."""
+        out: dict[str, Any] = {"method_used": self.method, "nucleus_diameter_used": self.nucleus_diameter}
+        if self.diameter_estimate is not None:
+            out["nucleus_diameter_estimate"] = self.diameter_estimate.as_dict()
+        return out
 
     def label_frames(self, images: ImageSequence | np.ndarray, frames: Iterable[int]) -> Iterator[np.ndarray]:
         """Labels of ``frames`` (consecutive, in order), each after the merge split and growth.
@@ -161,30 +223,47 @@ class MovieSegmenter:
             yield grow_to_half_maximum(labels, image, self.config.grow, self.pixel_scale) if grow else labels
 
 
-def _per_frame_segmenter(
-    config: SegmentationConfig, device: str, sample: np.ndarray | None
-) -> tuple[str, Callable[[np.ndarray], np.ndarray], float | None, float | None]:
-    """Method name, per-frame function, growth pixel scale (None: no growth) and nucleus diameter (px)."""
+@dataclass
+class _Built:
+    method: str
+    segment: Callable[[np.ndarray], np.ndarray]
+    pixel_scale: float | None  # None: no growth step (classic)
+    diameter: float | None
+    estimate: DiameterEstimate | None = None
+
+
+def _per_frame_segmenter(config: SegmentationConfig, device: str, movie: Movie | None) -> _Built:
+    """The per-frame function a config asks for, with the diameter it works at."""
+    from celltrack.models.registry import load_segmentation_model
+    from celltrack.segment.segnet import SegNetSegmenter
+
+    model = None
+    if config.method != "classic":
+        try:
+            model = load_segmentation_model(config.model, device=device)
+        except ValueError:
+            if config.method == "segnet" or config.model is not None:
+                raise
+            logger.warning("no usable SegNet model was found; segmenting with the classic method instead")
+            config = config.model_copy(update={"method": "classic"})
+    estimate = None
     if config.nucleus_diameter == "auto":
-        diameter = estimate_diameter(sample) if sample is not None else None
-        logger.info("nucleus diameter measured on a frame: %s px", f"{diameter:.1f}" if diameter else "none")
+        diameter = None
+        if movie is not None and isinstance(model, PanopticSegNet):
+            estimate = measure_diameter(model, movie, config.diameter_frames)
+            diameter = estimate.diameter if np.isfinite(estimate.diameter) else None
+        elif movie is not None:
+            frames = _as_frames(movie)
+            diameter = estimate_diameter(np.asarray(frames[len(frames) // 2])) if len(frames) else None
+            logger.info("nucleus diameter measured on a frame: %s px",
+                        f"{diameter:.1f}" if diameter else "none")
         config = config.model_copy(update={"nucleus_diameter": diameter})
-    if config.method == "classic":
+    if model is None:
         classic = config.classic
         if config.nucleus_diameter is not None:
             classic = classic.model_copy(update={"nucleus_diameter": config.nucleus_diameter})
         segment = _significant_only(ClassicSegmenter(classic).segment, config)
-        return "classic", segment, None, config.nucleus_diameter  # type: ignore[return-value]
-    from celltrack.models.segnet import SegNet
-    from celltrack.segment.segnet import SegNetSegmenter
-
-    try:
-        model = SegNet.load(config.model, device=device)
-    except ValueError:
-        if config.method == "segnet" or config.model is not None:
-            raise
-        logger.warning("no usable SegNet model was found; segmenting with the classic method instead")
-        return _per_frame_segmenter(config.model_copy(update={"method": "classic"}), device, None)
+        return _Built("classic", segment, None, config.nucleus_diameter, estimate)  # type: ignore[arg-type]
     segmenter = SegNetSegmenter(
         SegNetSegmenterConfig(
             nucleus_diameter=config.nucleus_diameter,
@@ -194,7 +273,14 @@ def _per_frame_segmenter(
         model=model,
     )
     segment = _significant_only(segmenter.segment, config)
-    return "segnet", segment, segmenter.pixel_scale, config.nucleus_diameter  # type: ignore[return-value]
+    return _Built("segnet", segment, segmenter.pixel_scale, config.nucleus_diameter, estimate)  # type: ignore[arg-type]
+
+
+def _as_frames(movie: Movie) -> Any:
+    """A movie as something indexable by frame: a single 2-D frame becomes a one-frame movie."""
+    if isinstance(movie, np.ndarray) and movie.ndim == 2:
+        return movie[None]
+    return movie
 
 
 def _significant_only(
@@ -217,10 +303,9 @@ def model_checksums(config: SegmentationConfig, method: str) -> dict[str, str]:
     if method != "segnet":
         return {}
     from celltrack.io.provenance import file_checksum
-    from celltrack.models.segnet import DEFAULT_SEGNET_PATH
+    from celltrack.models.registry import segmentation_model_path
 
-    folder = Path(config.model) if config.model is not None else DEFAULT_SEGNET_PATH
-    weights = folder / "weights.pt"
+    weights = segmentation_model_path(config.model) / "weights.pt"
     return {"segnet": file_checksum(weights)} if weights.is_file() else {}
 
 
@@ -235,7 +320,7 @@ def run_segmentation(
     """Segment every frame and write ``maskTTT.tif`` label images (+ ``celltrack.json``) atomically."""
     config = config or SegmentationConfig()
     images = images if isinstance(images, ImageSequence) else open_sequence(images)
-    segmenter = MovieSegmenter.build(config, device, images[len(images) // 2] if len(images) else None)
+    segmenter = MovieSegmenter.build(config, device, images if len(images) else None)
     method = segmenter.method
     timer = StageTimer()
     n = len(images)
@@ -248,11 +333,7 @@ def run_segmentation(
                 dtype = np.uint16 if labels.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
                 tifffile.imwrite(tmp / frame_name("mask", t, n), labels.astype(dtype), compression="zlib")
                 counts.append(int(len(np.unique(labels)) - (labels == 0).any()))
-        full = config.model_dump(mode="json") | {
-            "method_used": method,
-            "device": device,
-            "nucleus_diameter_used": segmenter.nucleus_diameter,
-        }
+        full = config.model_dump(mode="json") | segmenter.record() | {"device": device}
         record = run_record(
             "segment",
             full,

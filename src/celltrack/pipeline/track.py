@@ -220,8 +220,8 @@ def run_tracking(
     torch_device = resolve_device(device)
     method, segmenter = "given", None
     if detections is None:
-        sample = images[len(images) // 2] if len(images) else None
-        segmenter = MovieSegmenter.build(config.segmentation, str(torch_device), sample)
+        movie = images if len(images) else None
+        segmenter = MovieSegmenter.build(config.segmentation, str(torch_device), movie)
         method = segmenter.method
     with atomic_output_dir(out_dir, overwrite) as tmp:
         store = tmp / ".labels"
@@ -264,7 +264,7 @@ def run_tracking(
         full_config["device"] = device
         full_config["segmentation_used"] = method
         if segmenter is not None:
-            full_config["nucleus_diameter_used"] = segmenter.nucleus_diameter
+            full_config |= {k: v for k, v in segmenter.record().items() if k != "method_used"}
         record = run_record(
             command,
             full_config,

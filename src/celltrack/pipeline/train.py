@@ -12,39 +12,9 @@ import numpy as np
 import tifffile
 
 from celltrack.io import find_ground_truth, open_sequence, read_gt
+from celltrack.io.annotations import merge_gold_into_silver
 
 logger = logging.getLogger(__name__)
-
-
-def merge_gold_into_silver(silver: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
-    """Silver-truth instances with the (often partial) gold truth pasted over them.
-
-    A silver object mostly covered by gold objects is replaced by them; the rest is kept, so
-    that every nucleus stays labelled (unlabelled nuclei would be taught as background).
-
-    Parameters
-    ----------
-    silver, gold : numpy.ndarray, shape (Y, X)
-        Instance masks (``gold`` may be None).
-
-    Returns
-    -------
-    numpy.ndarray, shape (Y, X), int32
-        Consecutive labels.
-    """
-    merged = silver.astype(np.int32)
-    if gold is not None:
-        if gold.shape != silver.shape:
-            raise ValueError(f"gold mask {gold.shape} and silver mask {silver.shape} differ in shape")
-        gold = gold.astype(np.int32)
-        covered = np.bincount(merged[gold > 0], minlength=merged.max() + 1)
-        sizes = np.bincount(merged.ravel(), minlength=merged.max() + 1)
-        mostly_gold = covered > 0.5 * np.maximum(sizes, 1)
-        mostly_gold[0] = False
-        merged[mostly_gold[merged]] = 0
-        merged[gold > 0] = gold[gold > 0] + merged.max()
-    _, consecutive = np.unique(merged, return_inverse=True)
-    return consecutive.reshape(merged.shape).astype(np.int32)
 
 
 @dataclass
@@ -153,6 +123,87 @@ def train_segnet_from_folders(
     }
     model = train_segnet(data.pairs, config, pair_diameters=data.diameters, provenance=provenance)
     return model.save(out, overwrite=overwrite)
+
+
+def train_panoptic_from_folders(
+    data_paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    hold_out_frames: int = 0,
+    exclude_splits: Sequence[str] = (),
+    synthetic: int = 0,
+    overrides: dict[str, Any] | None = None,
+    init: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    overwrite: bool = False,
+    command: str = "celltrack train segnet",
+) -> Path:
+    """``celltrack train segnet``: train the default (panoptic) SegNet on annotated images and save it.
+
+    Parameters
+    ----------
+    data_paths : sequence of path
+        ``images/`` + ``labels/`` folders, CTC sequence folders or CTC dataset folders, in any mix.
+    out : path
+        Model folder to create (written atomically at the end).
+    hold_out_frames : int
+        First frames of every CTC sequence kept out of training.
+    exclude_splits : sequence of str
+        Manifest ``source_split`` values left out of image folders (e.g. ``test``).
+    synthetic : int
+        Synthetic movies from the built-in generator to add (source ``synthetic``).
+    overrides : dict, optional
+        :class:`~celltrack.models.panoptic_training.PanopticTrainingConfig` fields.
+    init : path, optional
+        A panoptic model folder to start from (fine-tuning).
+    resume : bool
+        Continue the run whose checkpoint is in ``checkpoint_dir``.
+    checkpoint_dir : path, optional
+        Default ``OUT.checkpoint`` beside ``out``.
+    overwrite : bool
+        Replace an existing ``out``.
+    command : str
+        The command line, recorded in the model folder.
+    """
+    from celltrack.io import check_output
+    from celltrack.io.annotations import AnnotatedImage, read_annotations
+    from celltrack.models.panoptic import PanopticSegNet
+    from celltrack.models.panoptic_training import PanopticSegNetTrainer, PanopticTrainingConfig
+
+    check_output(out, overwrite)
+    config = PanopticTrainingConfig.model_validate(overrides or {})
+    model = PanopticSegNet.load(init, device=config.device) if init is not None else None
+    images = read_annotations(data_paths, hold_out_frames=hold_out_frames, exclude_splits=exclude_splits)
+    if synthetic:
+        extra = synthetic_pairs(synthetic, seed=config.seed)
+        images += [AnnotatedImage(image, mask, "synthetic", name)
+                   for (image, mask), name in zip(extra.pairs, extra.names, strict=True)]
+    if not images:
+        raise ValueError("no annotated images to train on; pass --data folders")
+    sources = sorted({i.source for i in images})
+    unknown = sorted(set(config.source_weights) - set(sources))
+    if unknown:
+        raise ValueError(
+            f"--source-weight names {', '.join(unknown)}, which is not among the sources read "
+            f"({', '.join(sources)})"
+        )
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else Path(f"{out}.checkpoint")
+    provenance = {
+        "paths": [str(Path(p)) for p in data_paths],
+        "sources": {s: sum(1 for i in images if i.source == s) for s in sources},
+        "hold_out_frames": hold_out_frames,
+        "exclude_splits": list(exclude_splits),
+        "synthetic_movies": synthetic,
+        "init": str(init) if init is not None else None,
+        "command": command,
+    }
+    logger.info("training SegNet on %d images from %s", len(images), provenance["sources"])
+    trainer = PanopticSegNetTrainer(config)
+    network = trainer.fit(
+        images, init=model, checkpoint_dir=checkpoint_dir, resume=resume, provenance=provenance
+    )
+    return network.save(out, overwrite=overwrite)
 
 
 def train_recognet_from_folders(

@@ -4,19 +4,26 @@ object-level clean-up (noise blobs, merged nuclei)."""
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter, segment_classic
 from celltrack.segment.contrast import drop_insignificant_objects, object_significance
 from celltrack.segment.extent import ExtentConfig, grow_to_half_maximum
-from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
+from celltrack.segment.instances import (
+    DistanceInstancesConfig,
+    InstancesConfig,
+    distance_to_instances,
+    probabilities_to_instances,
+)
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter, split_merged_nuclei
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig, segment_segnet
 
 __all__ = [
     "ClassicConfig",
     "ClassicSegmenter",
+    "DistanceInstancesConfig",
     "ExtentConfig",
     "InstancesConfig",
     "MergeSplitConfig",
     "MergeSplitter",
     "SegNetSegmenter",
     "SegNetSegmenterConfig",
+    "distance_to_instances",
     "drop_insignificant_objects",
     "grow_to_half_maximum",
     "object_significance",

@@ -1,5 +1,10 @@
-"""The SegNet segmenter: SegNet class probabilities, a seeded watershed into instances, then (optionally)
-each object grown to the image's local half-maximum."""
+"""The SegNet segmenter: the network's maps, then instances.
+
+With the default model (:class:`~celltrack.models.panoptic.PanopticSegNet`) instances come from a watershed
+seeded at the maxima of the predicted inner distance (:func:`~celltrack.segment.distance_to_instances`);
+with the study model (:class:`~celltrack.models.SegNet`) from its class probabilities
+(:func:`~celltrack.segment.probabilities_to_instances`), optionally grown to the image's local half-maximum.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,16 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from celltrack.models.panoptic import PanopticSegNet
+from celltrack.models.registry import SegmentationModel, load_segmentation_model
 from celltrack.models.segnet import SegNet, TestTimeAugmentation
 from celltrack.segment.extent import ExtentConfig, grow_to_half_maximum
-from celltrack.segment.instances import InstancesConfig, probabilities_to_instances
+from celltrack.segment.instances import (
+    DistanceInstancesConfig,
+    InstancesConfig,
+    distance_to_instances,
+    probabilities_to_instances,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +34,9 @@ class SegNetSegmenterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_path: Path | None = Field(None, description="Model folder; None = the bundled default model.")
+    model_path: Path | None = Field(
+        None, description="Model folder, or 'default' / 'study' for a shipped model; None = 'default'."
+    )
     nucleus_diameter: float | None = Field(
         None, gt=0, description="Nucleus diameter in the frames (px); None = as in the model's training."
     )
@@ -40,9 +54,16 @@ class SegNetSegmenterConfig(BaseModel):
         "none",
         description="Average the class probabilities over transforms of the input, each mapped back: "
         "'none'; 'flip' (left-right, 2 passes); 'flips' (left-right, up-down, both; 4 passes); 'd4' (those "
-        "and their transposes; 8 passes). Time grows with the passes; the tracker's features are unchanged.",
+        "and their transposes; 8 passes). Time grows with the passes; the tracker's features are unchanged. "
+        "Study model only.",
     )
-    instances: InstancesConfig = Field(default_factory=InstancesConfig)
+    instances: InstancesConfig = Field(
+        default_factory=InstancesConfig, description="Instances from class probabilities (study model)."
+    )
+    distance_instances: DistanceInstancesConfig = Field(
+        default_factory=DistanceInstancesConfig,
+        description="Instances from the inner distance (default model).",
+    )
     # Off here: run before the temporal merge split it fills the waist of merged nuclei and the split misses
     # some; the pipeline grows objects after the split instead (SegmentationConfig.grow).
     extent: ExtentConfig | None = Field(
@@ -58,24 +79,44 @@ class SegNetSegmenter:
     Parameters
     ----------
     config : SegNetSegmenterConfig, optional
-    model : SegNet, optional
+    model : PanopticSegNet or SegNet, optional
         An already loaded model (moved to ``config.device``); otherwise ``config.model_path`` is
         loaded on first use.
     """
 
-    def __init__(self, config: SegNetSegmenterConfig | None = None, model: SegNet | None = None) -> None:
+    def __init__(
+        self, config: SegNetSegmenterConfig | None = None, model: SegmentationModel | None = None
+    ) -> None:
         self.config = config or SegNetSegmenterConfig()
-        if model is not None and not isinstance(model, SegNet):
-            raise TypeError(f"model must be a SegNet, got {type(model).__name__}")
+        if model is not None and not isinstance(model, SegNet | PanopticSegNet):
+            raise TypeError(f"model must be a PanopticSegNet or SegNet, got {type(model).__name__}")
         # Modules move in place: a given model runs where the config says.
         self._model = model.to(self.config.device) if model is not None else None
+        self._check_tta()
 
     @property
-    def model(self) -> SegNet:
-        """The SegNet in use (loaded lazily from ``config.model_path``)."""
+    def model(self) -> SegmentationModel:
+        """The network in use (loaded lazily from ``config.model_path``)."""
         if self._model is None:
-            self._model = SegNet.load(self.config.model_path, device=self.config.device)
+            self._model = load_segmentation_model(self.config.model_path, device=self.config.device)
+            self._check_tta()
         return self._model
+
+    def _check_tta(self) -> None:
+        if isinstance(self._model, PanopticSegNet) and self.config.test_time_augmentation != "none":
+            raise ValueError(
+                "test_time_augmentation is available for the study model only; set it to 'none' or use "
+                "--model study"
+            )
+
+    def maps(self, image: np.ndarray) -> np.ndarray:
+        """The network's maps of one frame at its resolution, (C, Y, X) float32: the three class
+        probabilities, then (default model) the inner distance and the log size."""
+        _check_frame(image)
+        model = self.model
+        if isinstance(model, PanopticSegNet):
+            return model.predict_frame(image, nucleus_diameter=self.config.nucleus_diameter)
+        return self.probabilities(image)
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities of one frame.
@@ -92,6 +133,8 @@ class SegNetSegmenter:
         """
         _check_frame(image)
         cfg = self.config
+        if isinstance(self.model, PanopticSegNet):
+            return self.maps(image)[:3]
         return self.model.predict_frame(
             image,
             nucleus_diameter=cfg.nucleus_diameter,
@@ -114,6 +157,8 @@ class SegNetSegmenter:
             Labels 1..K (0 = background).
         """
         cfg = self.config
+        if isinstance(self.model, PanopticSegNet):
+            return distance_to_instances(self.maps(image), cfg.distance_instances, self.pixel_scale)
         labels = probabilities_to_instances(self.probabilities(image), cfg.instances, self.pixel_scale)
         if cfg.extent is not None:
             labels = grow_to_half_maximum(labels, image, cfg.extent, self.pixel_scale)
@@ -131,7 +176,7 @@ class SegNetSegmenter:
             yield self.segment(np.asarray(frame))
 
 
-def segment_segnet(image: np.ndarray, model: SegNet | None = None, **config: object) -> np.ndarray:
+def segment_segnet(image: np.ndarray, model: SegmentationModel | None = None, **config: object) -> np.ndarray:
     """Functional wrapper: ``SegNetSegmenter(SegNetSegmenterConfig(**config), model).segment(image)``."""
     return SegNetSegmenter(SegNetSegmenterConfig(**config), model).segment(image)
 

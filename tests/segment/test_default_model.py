@@ -1,0 +1,71 @@
+"""The shipped default SegNet: hands-off scale, whole nuclei at any scale, touching nuclei apart."""
+
+import numpy as np
+import pytest
+from skimage.transform import rescale, resize
+
+from celltrack.metrics.segmentation import segmentation_counts
+from celltrack.models.panoptic import PanopticSegNet
+from celltrack.models.registry import load_segmentation_model
+from celltrack.pipeline.segment import SegmentationConfig, build_segmenter, measure_diameter
+from celltrack.synthetic import generate_movie
+
+
+@pytest.fixture(scope="module")
+def model():
+    loaded = load_segmentation_model("default")
+    assert isinstance(loaded, PanopticSegNet)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def textured():
+    """Nuclei ≈ 26 px across with strong chromatin texture (bright spots a segmenter at the wrong scale
+    takes for nuclei), some touching."""
+    return generate_movie(frames=3, height=224, width=224, nuclei=45, seed=8, radius_mean=13.0,
+                          radius_std=1.5, texture_strength=0.8, min_separation=0.9)
+
+
+def segment_auto(frames):
+    """What `celltrack segment` does: diameter measured on the frames, then each frame segmented."""
+    _, segment = build_segmenter(SegmentationConfig(min_significance=0), sample=np.stack(frames))
+    return [segment(f) for f in frames]
+
+
+def zoomed(frames, factor):
+    return [rescale(f.astype(np.float32), factor, order=1, anti_aliasing=factor < 1, preserve_range=True)
+            for f in frames]
+
+
+def back(labels, shape):
+    return resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+
+
+def test_diameter_is_measured_at_any_scale(model, textured):
+    truth = float(np.median([2 * np.sqrt(np.bincount(m.ravel())[1:][np.bincount(m.ravel())[1:] > 0] / np.pi)
+                             .mean() for m in textured.labels]))
+    for factor in (0.6, 1.0, 1.6):
+        estimate = measure_diameter(model, zoomed(list(textured.images), factor))
+        assert estimate.diameter == pytest.approx(truth * factor, rel=0.2), factor
+        assert estimate.stable
+
+
+def test_rescaled_movie_gives_the_same_objects(textured):
+    frames = list(textured.images)
+    reference = segment_auto(frames)
+    for factor in (0.6, 1.6):
+        labels = [back(m, frames[0].shape) for m in segment_auto(zoomed(frames, factor))]
+        for got, ref, truth in zip(labels, reference, textured.labels, strict=True):
+            agreement = segmentation_counts(got, ref)
+            assert agreement.f1 > 0.9, (factor, agreement)
+            # Whole nuclei, not their bright spots: the objects match the truth one to one.
+            assert segmentation_counts(got, truth.astype(np.int32)).f1 > 0.85, factor
+
+
+def test_touching_nuclei_are_told_apart(model):
+    movie = generate_movie(frames=1, height=160, width=160, nuclei=40, seed=12, radius_mean=11.0,
+                           min_separation=0.75)
+    truth = movie.labels[0].astype(np.int32)
+    labels = segment_auto([movie.images[0]])[0]
+    counts = segmentation_counts(labels, truth)
+    assert counts.splits_needed <= 1 and counts.det > 0.9

@@ -1,6 +1,12 @@
 """Input and output: CTC folders, movies, tables, model folders. The only place that touches files."""
 
-from celltrack.io.atomic import OutputExistsError, atomic_output_dir, atomic_output_file, check_output
+from celltrack.io.atomic import (
+    OutputExistsError,
+    atomic_output_dir,
+    atomic_output_file,
+    check_output,
+    final_path,
+)
 from celltrack.io.ctc import (
     GroundTruth,
     describe_sequence,
@@ -32,6 +38,7 @@ __all__ = [
     "check_output",
     "describe_sequence",
     "detections_from_sequence",
+    "final_path",
     "find_ground_truth",
     "format_track_table",
     "frame_name",

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("network", choices=("segnet", "recognet"), help="which network to train")
-    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="CTC sequence folders (NN)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="DIR", help="CTC sequence folders (NN) or data sets"
+    )
     parser.add_argument("--out", required=True, metavar="MODEL", help="model folder to create")
     parser.add_argument(
         "--hold-out-frames",
@@ -67,9 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from celltrack.io import expand_datasets
     from celltrack.pipeline.track import resolve_device
 
     device = str(resolve_device(args.device))
+    args.data = expand_datasets(args.data)  # a data set folder stands for its sequences 01, 02 …
     if args.network == "segnet":
         from celltrack.pipeline.train import train_segnet_from_folders
 

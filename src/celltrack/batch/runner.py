@@ -62,8 +62,8 @@ class BatchConfig(BaseModel):
     connect_timeout: float | None = Field(
         None,
         gt=0,
-        description="Seconds to wait for an existing scheduler; None: Dask's distributed.comm.timeouts.connect "
-        "(30 s unless configured).",
+        description="Seconds to wait for an existing scheduler; None: Dask's "
+        "distributed.comm.timeouts.connect (30 s unless configured).",
     )
 
 

@@ -22,6 +22,8 @@ from scipy.sparse.csgraph import connected_components
 logger = logging.getLogger(__name__)
 
 NODE_COLUMNS: tuple[str, ...] = ("frame", "label", "y", "x", "area")
+#: Node columns that may carry a detection score (TrackMate's QUALITY), in order of preference.
+QUALITY_COLUMNS: tuple[str, ...] = ("quality", "confidence", "score")
 #: Columns of the table :func:`drop_far_pieces` returns.
 SPLIT_LABEL_COLUMNS: tuple[str, ...] = ("label", "pieces", "gap", "kept_area", "dropped_area")
 TRACK_COLUMNS: tuple[str, ...] = ("label", "begin", "end", "parent")
@@ -436,3 +438,52 @@ def _labels_maybe_in_pieces(labels: np.ndarray, structure: np.ndarray) -> tuple[
 
 def _empty_split_table() -> pd.DataFrame:
     return pd.DataFrame({c: np.zeros(0, float if c == "gap" else np.int64) for c in SPLIT_LABEL_COLUMNS})
+
+
+def lineage_ids(graph: TrackGraph) -> pd.Series:
+    """Lineage (weakly connected component) of every node, numbered 0.. by first frame then node id.
+
+    Returns
+    -------
+    pandas.Series
+        int64 lineage id indexed by node id.
+    """
+    return _components(graph, np.ones(len(graph.edges), bool))
+
+
+def tracklet_ids(graph: TrackGraph) -> pd.Series:
+    """GEFF tracklets: maximal one-to-one chains, numbered 0.. by first frame then node id.
+
+    Unlike CTC tracks (``graph.tracks()``), a one-to-one link that skips frames does not
+    start a new tracklet; only divisions do.
+
+    Returns
+    -------
+    pandas.Series
+        int64 tracklet id indexed by node id.
+    """
+    out_degree = graph.out_degree()
+    keep = out_degree.loc[graph.edges["source"]].to_numpy() == 1
+    return _components(graph, keep)
+
+
+def _components(graph: TrackGraph, keep: np.ndarray) -> pd.Series:
+    nodes = graph.nodes
+    n = len(nodes)
+    if n == 0:
+        return pd.Series(np.zeros(0, np.int64), index=nodes.index)
+    position = pd.Series(np.arange(n), index=nodes.index)
+    src = position.loc[graph.edges["source"]].to_numpy()[keep]
+    dst = position.loc[graph.edges["target"]].to_numpy()[keep]
+    adjacency = sparse.coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+    _, component = connected_components(adjacency, directed=True, connection="weak")
+    order = (
+        pd.DataFrame({"component": component, "frame": nodes["frame"].to_numpy(), "node": np.arange(n)})
+        .groupby("component")[["frame", "node"]]
+        .min()
+        .sort_values(["frame", "node"])
+        .index.to_numpy()
+    )
+    renumber = np.empty(len(order), np.int64)
+    renumber[order] = np.arange(len(order))
+    return pd.Series(renumber[component], index=nodes.index, dtype=np.int64)

@@ -81,7 +81,12 @@ def every_command(tmp_path_factory, drawn_texts):
     assert set(runs) | READ_ONLY_COMMANDS == set(COMMANDS), "a new command writes files: add it here"
     extra = [
         ["export", str(root / "demo" / "01_RES"), "--format", fmt, "--out", str(root / name)]
-        for fmt, name in (("trackmate", "spots.csv"), ("csv", "t.csv"), ("parquet", "t.parquet"))
+        for fmt, name in (
+            ("trackmate-xml", "tracks.xml"),
+            ("trackmate", "spots.csv"),
+            ("csv", "t.csv"),
+            ("parquet", "t.parquet"),
+        )
     ]
     for args in [*runs.values(), *extra]:
         assert main([*args, "-q"]) == 0, args
@@ -103,11 +108,13 @@ def test_no_output_names_a_temporary_folder(every_command, drawn_texts):
     assert not [t for t in drawn_texts if any(m.decode() in t for m in TEMPORARY_MARKERS)]
 
 
-def test_run_records_name_the_final_movie(every_command):
+def test_run_records_name_the_final_movie(every_command, valid_geff):
     record = json.loads((every_command / "demo" / "01_RES" / "celltrack.json").read_text())
     assert Path(record["inputs"]["images"]["path"]) == every_command / "demo" / "data" / "01"
     scores = json.loads((every_command / "demo" / "metrics.json").read_text())
     assert Path(scores["res_dir"]) == every_command / "demo" / "01_RES"
+    geff = valid_geff(every_command / "t.geff")
+    assert geff["metadata"].extra["celltrack"]["movie"] == str(every_command / "demo" / "data" / "01")
 
 
 def test_report_of_the_demo_reads_the_recorded_movie(every_command, tmp_path, capsys):

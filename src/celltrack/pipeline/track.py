@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], Iterable[T]]
-#: Whether ``celltrack track`` scores mitosis with RecogNet by default (see README, "Measured").
+#: Whether ``celltrack track`` scores mitosis with RecogNet by default (see docs/benchmarks.md).
 MITOSIS_DEFAULT_ENABLED = False
 
 

@@ -18,10 +18,9 @@ from celltrack.io.export import (
     lineage_ids,
     read_result,
     tracklet_ids,
-    trackmate_edges_path,
     write_geff,
-    write_trackmate_csv,
 )
+from celltrack.io.trackmate import trackmate_edges_path, write_trackmate_csv
 
 SPOT_KEYS = ["LABEL", "ID", "TRACK_ID", "QUALITY", "POSITION_X", "POSITION_Y", "POSITION_Z", "POSITION_T"]
 EDGE_KEYS = ["LABEL", "TRACK_ID", "SPOT_SOURCE_ID", "SPOT_TARGET_ID", "LINK_COST"]

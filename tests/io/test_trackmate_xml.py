@@ -170,7 +170,7 @@ def test_hela_with_gt_markers_round_trips(hela_dir, tmp_path):
 
 
 def test_no_links_no_tracks_and_bad_ids(tmp_path):
-    from celltrack.io.trackmate_xml import TrackMateImage, write_trackmate_xml
+    from celltrack.io.trackmate import TrackMateImage, write_trackmate_xml
 
     nodes = pd.DataFrame({"frame": [0, 1], "label": [1, 1], "y": [3.0, 4.0], "x": [5.0, 6.0], "area": [9, 9]})
     lonely = TrackGraph(nodes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,18 @@ import numpy as np
 import pandas as pd
 
 from celltrack import __version__
-from celltrack.graph import QUALITY_COLUMNS, TrackGraph, lineage_ids, tracklet_ids
-from celltrack.io.atomic import atomic_output_dir, atomic_output_file, check_output
+from celltrack.graph import TrackGraph, lineage_ids, tracklet_ids
+from celltrack.io.atomic import atomic_output_dir, check_output
 from celltrack.io.calibration import Calibration, read_calibration
 from celltrack.io.ctc import detections_from_sequence, read_track_table
 from celltrack.io.provenance import RECORD_NAME
 from celltrack.io.sequence import open_sequence
 from celltrack.io.tables import read_table, write_table
-from celltrack.io.trackmate_xml import TrackMateImage, write_trackmate_xml
+from celltrack.io.trackmate import (
+    TrackMateImage,
+    write_trackmate_csv,
+    write_trackmate_xml,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,186 +120,6 @@ def read_result(res_dir: str | Path) -> ResultFolder:
     n_frames = len(masks) if masks is not None else graph.n_frames
     frame_shape = masks.frame_shape if masks is not None else None
     return ResultFolder(res, graph, read_run_record(res), n_frames, frame_shape)
-
-
-# ---------------------------------------------------------------------- TrackMate
-# TrackMate's table export writes four header rows per column: feature key, name, short name, units.
-_SPOT_HEADER: tuple[tuple[str, str, str, str], ...] = (
-    ("LABEL", "Label", "Label", ""),
-    ("ID", "Spot ID", "Spot ID", ""),
-    ("TRACK_ID", "Track ID", "Track ID", ""),
-    ("QUALITY", "Quality", "Quality", "(quality)"),
-    ("POSITION_X", "X", "X", "(pixel)"),
-    ("POSITION_Y", "Y", "Y", "(pixel)"),
-    ("POSITION_Z", "Z", "Z", "(pixel)"),
-    ("POSITION_T", "T", "T", "(frame)"),
-    ("FRAME", "Frame", "Frame", ""),
-    ("RADIUS", "Radius", "R", "(pixel)"),
-    ("VISIBILITY", "Visibility", "Visibility", ""),
-    ("AREA", "Area", "Area", "(pixel^2)"),
-    ("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "(counts)"),
-    ("CTC_TRACK_ID", "CTC track ID", "CTC track", ""),
-    ("CTC_PARENT_ID", "CTC parent track ID", "CTC parent", ""),
-    ("MASK_LABEL", "Mask label", "Mask label", ""),
-)
-_EDGE_HEADER: tuple[tuple[str, str, str, str], ...] = (
-    ("LABEL", "Label", "Label", ""),
-    ("TRACK_ID", "Track ID", "Track ID", ""),
-    ("SPOT_SOURCE_ID", "Source spot ID", "Source ID", ""),
-    ("SPOT_TARGET_ID", "Target spot ID", "Target ID", ""),
-    ("LINK_COST", "Edge cost", "Cost", "(cost)"),
-    ("SPEED", "Speed", "Speed", "(pixel/frame)"),
-    ("DISPLACEMENT", "Displacement", "Disp.", "(pixel)"),
-    ("EDGE_TIME", "Edge time", "Edge T", "(frame)"),
-    ("EDGE_X_LOCATION", "Edge X", "Edge X", "(pixel)"),
-    ("EDGE_Y_LOCATION", "Edge Y", "Edge Y", "(pixel)"),
-    ("EDGE_Z_LOCATION", "Edge Z", "Edge Z", "(pixel)"),
-)
-
-
-def trackmate_tables(graph: TrackGraph) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The spots and edges tables of TrackMate's CSV export, without the header rows.
-
-    TrackMate calls a whole lineage (a connected component, divisions included) a track:
-    ``TRACK_ID`` is the 0-based lineage id and stays empty for spots without any link.
-    The CTC track of every spot is kept in ``CTC_TRACK_ID`` / ``CTC_PARENT_ID``.
-    Positions and times are in pixels and frames; ``LINK_COST`` is the edge's ``cost``
-    column when the graph has one, else -1 (TrackMate's value for links it did not score).
-
-    Parameters
-    ----------
-    graph : TrackGraph
-
-    Returns
-    -------
-    spots : pandas.DataFrame
-        Columns from ``LABEL`` to ``MASK_LABEL`` (``MEAN_INTENSITY_CH1`` only when the nodes
-        have ``mean_intensity``), sorted by track then frame, unlinked spots last.
-    edges : pandas.DataFrame
-        Columns ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID, LINK_COST, SPEED, ...``.
-    """
-    table = graph.to_table().set_index("node_id")
-    nodes = graph.nodes.loc[table.index]
-    lineage = lineage_ids(graph).loc[table.index]
-    linked = pd.Index(pd.concat([graph.edges["source"], graph.edges["target"]]).unique())
-    track_id = pd.array(lineage.to_numpy(), dtype="Int64")
-    track_id[~table.index.isin(linked)] = pd.NA
-    quality_column = next((c for c in QUALITY_COLUMNS if c in nodes.columns), None)
-    quality = nodes[quality_column].to_numpy(float) if quality_column else np.ones(len(nodes))
-    area = nodes["area"].to_numpy(float)
-    spots = pd.DataFrame(
-        {
-            "LABEL": [f"ID{i}" for i in table.index],
-            "ID": table.index.to_numpy(np.int64),
-            "TRACK_ID": track_id,
-            "QUALITY": quality,
-            "POSITION_X": nodes["x"].to_numpy(float),
-            "POSITION_Y": nodes["y"].to_numpy(float),
-            "POSITION_Z": np.zeros(len(nodes)),
-            "POSITION_T": nodes["frame"].to_numpy(float),
-            "FRAME": nodes["frame"].to_numpy(np.int64),
-            "RADIUS": np.sqrt(np.maximum(area, 0.0) / np.pi),
-            "VISIBILITY": np.ones(len(nodes), np.int64),
-            "AREA": area,
-            "CTC_TRACK_ID": table["track_id"].to_numpy(np.int64),
-            "CTC_PARENT_ID": table["parent_track_id"].to_numpy(np.int64),
-            "MASK_LABEL": nodes["label"].to_numpy(np.int64),
-        }
-    )
-    if "mean_intensity" in nodes.columns:
-        spots.insert(
-            spots.columns.get_loc("AREA") + 1, "MEAN_INTENSITY_CH1", nodes["mean_intensity"].to_numpy()
-        )
-    spots = spots.sort_values(["TRACK_ID", "FRAME", "ID"], na_position="last", kind="stable")
-    spots = spots.reset_index(drop=True)
-
-    edges = graph.edges
-    src = graph.nodes.loc[edges["source"]]
-    dst = graph.nodes.loc[edges["target"]]
-    dt = dst["frame"].to_numpy(float) - src["frame"].to_numpy(float)
-    dy = dst["y"].to_numpy(float) - src["y"].to_numpy(float)
-    dx = dst["x"].to_numpy(float) - src["x"].to_numpy(float)
-    displacement = np.hypot(dy, dx)
-    cost = edges["cost"].to_numpy(float) if "cost" in edges.columns else np.full(len(edges), -1.0)
-    edge_table = pd.DataFrame(
-        {
-            "LABEL": [f"ID{s} → ID{t}" for s, t in zip(edges["source"], edges["target"], strict=True)],
-            "TRACK_ID": lineage.reindex(edges["source"]).to_numpy(np.int64),
-            "SPOT_SOURCE_ID": edges["source"].to_numpy(np.int64),
-            "SPOT_TARGET_ID": edges["target"].to_numpy(np.int64),
-            "LINK_COST": cost,
-            "SPEED": displacement / dt if len(edges) else np.zeros(0),
-            "DISPLACEMENT": displacement,
-            "EDGE_TIME": (src["frame"].to_numpy(float) + dst["frame"].to_numpy(float)) / 2.0,
-            "EDGE_X_LOCATION": (src["x"].to_numpy(float) + dst["x"].to_numpy(float)) / 2.0,
-            "EDGE_Y_LOCATION": (src["y"].to_numpy(float) + dst["y"].to_numpy(float)) / 2.0,
-            "EDGE_Z_LOCATION": np.zeros(len(edges)),
-        }
-    )
-    edge_table = edge_table.sort_values(["TRACK_ID", "EDGE_TIME", "SPOT_SOURCE_ID"], kind="stable")
-    return spots, edge_table.reset_index(drop=True)
-
-
-def trackmate_edges_path(spots_path: str | Path) -> Path:
-    """The edges table beside a spots table: ``*spots.csv`` → ``*edges.csv``, else ``*_edges.csv``."""
-    spots_path = Path(spots_path)
-    stem = spots_path.stem
-    if stem.lower().endswith("spots"):
-        return spots_path.with_name(f"{stem[:-5]}edges{spots_path.suffix}")
-    return spots_path.with_name(f"{stem}_edges{spots_path.suffix}")
-
-
-def write_trackmate_csv(
-    graph: TrackGraph, path: str | Path, overwrite: bool = False, edges_path: str | Path | None = None
-) -> tuple[Path, Path]:
-    """Write TrackMate's "export to CSV" spots and edges tables (four header rows each).
-
-    Parameters
-    ----------
-    graph : TrackGraph
-    path : str or pathlib.Path
-        The spots table (``.csv``).
-    overwrite : bool
-        Replace existing files; otherwise existing outputs raise before anything is written.
-    edges_path : str or pathlib.Path, optional
-        The edges table; default :func:`trackmate_edges_path` of ``path``.
-
-    Returns
-    -------
-    tuple of pathlib.Path
-        ``(spots_path, edges_path)``.
-
-    Notes
-    -----
-    Units are pixels and frames. TrackMate reads such tables through its CSV importer
-    (Fiji → Plugins → Tracking → TrackMate CSV importer), mapping ``POSITION_X/Y``,
-    ``FRAME``, ``RADIUS`` and ``TRACK_ID``; see :func:`trackmate_tables` for the columns.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".csv":
-        raise ValueError(f"{path}: a TrackMate table is a .csv file; give a name like spots.csv")
-    edges_path = Path(edges_path) if edges_path is not None else trackmate_edges_path(path)
-    if edges_path.resolve() == path.resolve():
-        raise ValueError(f"{path}: the spots and edges tables need different file names")
-    for target in (path, edges_path):
-        check_output(target, overwrite)
-    spots, edges = trackmate_tables(graph)
-    for target, table, header in ((path, spots, _SPOT_HEADER), (edges_path, edges, _EDGE_HEADER)):
-        columns = {key: (name, short, unit) for key, name, short, unit in header}
-        with atomic_output_file(target, overwrite) as tmp:
-            _write_four_row_csv(tmp, table, [(key, *columns[key]) for key in table.columns])
-    return path, edges_path
-
-
-def _write_four_row_csv(path: Path, table: pd.DataFrame, header: Sequence[tuple[str, str, str, str]]) -> None:
-    rows = [",".join(_csv_cell(part[i]) for part in header) for i in range(4)]
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write("\n".join(rows) + "\n")
-        table.to_csv(handle, header=False, index=False, lineterminator="\n")
-
-
-def _csv_cell(text: str) -> str:
-    return f'"{text}"' if any(c in text for c in ',"\n') else text
 
 
 # ---------------------------------------------------------------------- GEFF

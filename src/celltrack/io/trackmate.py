@@ -1,4 +1,6 @@
-"""TrackMate XML: the file Fiji's TrackMate opens with "Load a TrackMate file" and Mastodon imports.
+"""TrackMate files: the XML that Fiji's TrackMate opens and Mastodon imports, and TrackMate's CSV tables.
+
+Fiji: Plugins > Tracking > Load a TrackMate file.
 
 The layout follows TrackMate 7's own files (read by its ``TmXmlReader``): a ``Model`` with feature
 declarations, every spot under ``AllSpots`` (all attributes numeric: TrackMate reads them as
@@ -9,12 +11,14 @@ calibration, a manual detector and tracker (nothing for TrackMate to recompute),
 then uses the user's defaults.
 
 Positions, radii and times are in physical units when the calibration is known, as TrackMate
-keeps them; else in pixels and frames with a scale of 1.
+keeps them; else in pixels and frames with a scale of 1. The CSV tables (TrackMate's "export to CSV",
+read by its CSV importer) hold the same spots and edges, in pixels and frames.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -394,3 +398,133 @@ def _number(value: object) -> str:
         return "Infinity" if number > 0 else "-Infinity"
     return repr(number)
 
+
+# ---------------------------------------------------------------------- CSV tables
+# TrackMate's table export writes four header rows per column: feature key, name, short name, units.
+_SPOT_HEADER: tuple[tuple[str, str, str, str], ...] = (
+    ("LABEL", "Label", "Label", ""),
+    ("ID", "Spot ID", "Spot ID", ""),
+    ("TRACK_ID", "Track ID", "Track ID", ""),
+    ("QUALITY", "Quality", "Quality", "(quality)"),
+    ("POSITION_X", "X", "X", "(pixel)"),
+    ("POSITION_Y", "Y", "Y", "(pixel)"),
+    ("POSITION_Z", "Z", "Z", "(pixel)"),
+    ("POSITION_T", "T", "T", "(frame)"),
+    ("FRAME", "Frame", "Frame", ""),
+    ("RADIUS", "Radius", "R", "(pixel)"),
+    ("VISIBILITY", "Visibility", "Visibility", ""),
+    ("AREA", "Area", "Area", "(pixel^2)"),
+    ("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "(counts)"),
+    ("CTC_TRACK_ID", "CTC track ID", "CTC track", ""),
+    ("CTC_PARENT_ID", "CTC parent track ID", "CTC parent", ""),
+    ("MASK_LABEL", "Mask label", "Mask label", ""),
+)
+_EDGE_HEADER: tuple[tuple[str, str, str, str], ...] = (
+    ("LABEL", "Label", "Label", ""),
+    ("TRACK_ID", "Track ID", "Track ID", ""),
+    ("SPOT_SOURCE_ID", "Source spot ID", "Source ID", ""),
+    ("SPOT_TARGET_ID", "Target spot ID", "Target ID", ""),
+    ("LINK_COST", "Edge cost", "Cost", "(cost)"),
+    ("SPEED", "Speed", "Speed", "(pixel/frame)"),
+    ("DISPLACEMENT", "Displacement", "Disp.", "(pixel)"),
+    ("EDGE_TIME", "Edge time", "Edge T", "(frame)"),
+    ("EDGE_X_LOCATION", "Edge X", "Edge X", "(pixel)"),
+    ("EDGE_Y_LOCATION", "Edge Y", "Edge Y", "(pixel)"),
+    ("EDGE_Z_LOCATION", "Edge Z", "Edge Z", "(pixel)"),
+)
+
+
+def trackmate_tables(graph: TrackGraph) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The spots and edges tables of TrackMate's CSV export, without the header rows.
+
+    The same spots and edges as the XML file (:func:`spot_table`, :func:`edge_table`), in pixels and
+    frames. TrackMate calls a whole lineage (a connected component, divisions included) a track:
+    ``TRACK_ID`` is its 0-based number and stays empty for spots without any link. The CTC track of
+    every spot is kept in ``CTC_TRACK_ID`` / ``CTC_PARENT_ID``. ``LINK_COST`` is the edge's ``cost``
+    column when the graph has one, else -1 (TrackMate's value for links it did not score).
+
+    Parameters
+    ----------
+    graph : TrackGraph
+
+    Returns
+    -------
+    spots : pandas.DataFrame
+        Columns from ``LABEL`` to ``MASK_LABEL`` (``MEAN_INTENSITY_CH1`` only when the nodes
+        have ``mean_intensity``), sorted by track then frame, unlinked spots last.
+    edges : pandas.DataFrame
+        Columns ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID, LINK_COST, SPEED, ...``.
+    """
+    intensities = graph.nodes["mean_intensity"] if "mean_intensity" in graph.nodes.columns else None
+    table = spot_table(graph, Calibration(), intensities)
+    track_id = pd.array(table["LINEAGE"].to_numpy(), dtype="Int64")
+    track_id[table["LINEAGE"].to_numpy() < 0] = pd.NA
+    spots = table.assign(LABEL=[f"ID{i}" for i in table["ID"]], TRACK_ID=track_id)
+    spots = spots[[key for key, *_ in _SPOT_HEADER if key in spots.columns]]
+    spots = spots.sort_values(["TRACK_ID", "FRAME", "ID"], na_position="last", kind="stable")
+    edges = edge_table(graph, table)
+    labels = [f"ID{s} → ID{t}" for s, t in zip(edges["SPOT_SOURCE_ID"], edges["SPOT_TARGET_ID"], strict=True)]
+    edges = edges.assign(LABEL=labels)[[key for key, *_ in _EDGE_HEADER]]
+    return spots.reset_index(drop=True), edges.reset_index(drop=True)
+
+
+def trackmate_edges_path(spots_path: str | Path) -> Path:
+    """The edges table beside a spots table: ``*spots.csv`` → ``*edges.csv``, else ``*_edges.csv``."""
+    spots_path = Path(spots_path)
+    stem = spots_path.stem
+    if stem.lower().endswith("spots"):
+        return spots_path.with_name(f"{stem[:-5]}edges{spots_path.suffix}")
+    return spots_path.with_name(f"{stem}_edges{spots_path.suffix}")
+
+
+def write_trackmate_csv(
+    graph: TrackGraph, path: str | Path, overwrite: bool = False, edges_path: str | Path | None = None
+) -> tuple[Path, Path]:
+    """Write TrackMate's "export to CSV" spots and edges tables (four header rows each).
+
+    Parameters
+    ----------
+    graph : TrackGraph
+    path : str or pathlib.Path
+        The spots table (``.csv``).
+    overwrite : bool
+        Replace existing files; otherwise existing outputs raise before anything is written.
+    edges_path : str or pathlib.Path, optional
+        The edges table; default :func:`trackmate_edges_path` of ``path``.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        ``(spots_path, edges_path)``.
+
+    Notes
+    -----
+    Units are pixels and frames. TrackMate reads such tables through its CSV importer
+    (Fiji → Plugins → Tracking → TrackMate CSV importer), mapping ``POSITION_X/Y``,
+    ``FRAME``, ``RADIUS`` and ``TRACK_ID``; see :func:`trackmate_tables` for the columns.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"{path}: a TrackMate table is a .csv file; give a name like spots.csv")
+    edges_path = Path(edges_path) if edges_path is not None else trackmate_edges_path(path)
+    if edges_path.resolve() == path.resolve():
+        raise ValueError(f"{path}: the spots and edges tables need different file names")
+    for target in (path, edges_path):
+        check_output(target, overwrite)
+    spots, edges = trackmate_tables(graph)
+    for target, table, header in ((path, spots, _SPOT_HEADER), (edges_path, edges, _EDGE_HEADER)):
+        columns = {key: (name, short, unit) for key, name, short, unit in header}
+        with atomic_output_file(target, overwrite) as tmp:
+            _write_four_row_csv(tmp, table, [(key, *columns[key]) for key in table.columns])
+    return path, edges_path
+
+
+def _write_four_row_csv(path: Path, table: pd.DataFrame, header: Sequence[tuple[str, str, str, str]]) -> None:
+    rows = [",".join(_csv_cell(part[i]) for part in header) for i in range(4)]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("\n".join(rows) + "\n")
+        table.to_csv(handle, header=False, index=False, lineterminator="\n")
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text}"' if any(c in text for c in ',"\n') else text

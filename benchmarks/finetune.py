@@ -41,7 +41,9 @@ def score(model_path: str | Path, images: list) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base", required=True, help="model folder that never saw the source")
     parser.add_argument("--source", default=str(DEFAULT_DATA / "nuclei-seg" / "S-BSST265"))
     parser.add_argument("--train-split", default="train")

@@ -63,3 +63,21 @@ def write_gt_as_result(root: Path) -> tuple[Path, Path]:
 def gt_as_result():
     """``gt_as_result(root) -> (root, res)``: see :func:`write_gt_as_result`."""
     return write_gt_as_result
+
+
+def check_geff(path: Path):
+    """Check a GEFF with geff's own validators (structure, graph, tracklets, lineages); return it read."""
+    import geff
+    from geff.core_io import read_to_memory
+    from geff.validate.data import ValidationConfig, validate_data
+
+    geff.validate_structure(str(path))
+    memory = read_to_memory(str(path))
+    validate_data(memory, ValidationConfig(graph=True, tracklet=True, lineage=True))
+    return memory
+
+
+@pytest.fixture(scope="session")
+def valid_geff():
+    """``valid_geff(path) -> InMemoryGeff``: every GEFF a test writes goes through geff's validators."""
+    return check_geff

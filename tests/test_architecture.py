@@ -24,6 +24,7 @@ FLOORS = {
     "report": 5,
     "pipeline": 5,
     "batch": 6,
+    "napari_plugin": 6,
     "cli": 7,
 }
 

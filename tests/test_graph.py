@@ -120,3 +120,25 @@ def test_relabel_frame_maps_and_drops():
     assert out.tolist() == [[0, 100, 100], [200, 200, 0]]
     assert out.dtype == np.uint16
     assert relabel_frame(labels, np.array([3]), np.array([70000])).dtype == np.uint32
+
+
+def test_drop_far_pieces_keeps_the_largest_piece_of_a_label_split_far_apart():
+    from celltrack.graph import drop_far_pieces
+
+    labels = np.zeros((60, 60), np.uint16)
+    labels[5:15, 5:15] = 1  # a nucleus ...
+    labels[40:45, 40:45] = 1  # ... and a stray piece of its label, far off
+    labels[5:15, 15:25] = 2  # a touching neighbour, whole
+    labels[30:40, 5:15] = 3
+    labels[30:40, 10] = 0  # a nucleus cut by a thin line: its pieces stay
+    labels[20:22, 40:42] = 4
+    labels[20:22, 44:46] = 4  # a fragmented small marker: pieces a nucleus' radius apart stay
+    cleaned, split = drop_far_pieces(labels)
+    assert split[["label", "pieces", "kept_area", "dropped_area"]].to_numpy().tolist() == [[1, 2, 100, 25]]
+    assert split["gap"].iloc[0] > 30
+    assert (cleaned[40:45, 40:45] == 0).all() and (cleaned == 1).sum() == 100
+    np.testing.assert_array_equal(cleaned[labels != 1], labels[labels != 1])
+    assert labels[40, 40] == 1  # the input is not modified
+    untouched, none = drop_far_pieces(cleaned)
+    assert untouched is cleaned and none.empty and list(none.columns) == list(split.columns)
+    assert drop_far_pieces(np.zeros((4, 4), np.uint8))[1].empty

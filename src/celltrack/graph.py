@@ -16,12 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 logger = logging.getLogger(__name__)
 
 NODE_COLUMNS: tuple[str, ...] = ("frame", "label", "y", "x", "area")
+#: Node columns that may carry a detection score (TrackMate's QUALITY), in order of preference.
+QUALITY_COLUMNS: tuple[str, ...] = ("quality", "confidence", "score")
+#: Columns of the table :func:`drop_far_pieces` returns.
+SPLIT_LABEL_COLUMNS: tuple[str, ...] = ("label", "pieces", "gap", "kept_area", "dropped_area")
 TRACK_COLUMNS: tuple[str, ...] = ("label", "begin", "end", "parent")
 
 
@@ -355,3 +359,131 @@ def measure_detections(labels: np.ndarray, frame: int, image: np.ndarray | None 
         sums = np.bincount(flat, weights=image.ravel().astype(np.float64))
         columns["mean_intensity"] = sums[present] / area[present]
     return pd.DataFrame(columns)
+
+
+def drop_far_pieces(labels: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """Keep only the largest piece of every label split into pieces far apart.
+
+    The CTC format allows a label in several pieces. A piece farther from the label's largest
+    piece than a nucleus' radius (the larger of that piece's equivalent radius and the median one
+    of the frame's labels) is not part of the nucleus: measured with it, the nucleus' centre would
+    lie between the pieces. Nearer pieces (a mask broken by a thin line, a fragmented marker)
+    stay. Pieces are 8-connected.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (Y, X), integer
+        Label image; 0 is background.
+
+    Returns
+    -------
+    cleaned : numpy.ndarray, shape (Y, X)
+        ``labels`` itself when nothing was dropped, else a copy with the far pieces set to 0.
+    split : pandas.DataFrame
+        One row per label that lost pieces: ``label``, ``pieces`` (8-connected pieces it had),
+        ``gap`` (px between the largest piece and the nearest dropped one), ``kept_area`` and
+        ``dropped_area`` (px).
+    """
+    if labels.ndim != 2:
+        raise ValueError(f"drop_far_pieces expects a 2-D label image, got shape {labels.shape}")
+    rows: list[tuple[int, int, float, int, int]] = []
+    cleaned = labels
+    eight = np.ones((3, 3), bool)
+    candidates, areas = _labels_maybe_in_pieces(labels, eight)
+    if not len(candidates):
+        return labels, _empty_split_table()
+    typical_radius = float(np.sqrt(np.median(areas) / np.pi))
+    ys, xs = np.nonzero(np.isin(labels, candidates))
+    boxes = pd.DataFrame({"label": labels[ys, xs], "y": ys, "x": xs}).groupby("label").agg(["min", "max"])
+    for label, (y0, y1, x0, x1) in zip(boxes.index, boxes.to_numpy(), strict=True):
+        box = (slice(y0, y1 + 1), slice(x0, x1 + 1))
+        pieces, n = ndimage.label(labels[box] == label, structure=eight)
+        if n < 2:
+            continue
+        sizes = np.bincount(pieces.ravel())[1:]
+        largest = int(np.argmax(sizes)) + 1
+        radius = max(float(np.sqrt(sizes[largest - 1] / np.pi)), typical_radius)
+        distance = ndimage.distance_transform_edt(pieces != largest)
+        gaps = ndimage.minimum(distance, pieces, np.arange(1, n + 1))
+        far = [p for p in range(1, n + 1) if p != largest and gaps[p - 1] > radius]
+        if not far:
+            continue
+        if cleaned is labels:
+            cleaned = labels.copy()
+        cleaned[box][np.isin(pieces, far)] = 0
+        dropped = int(sizes[np.asarray(far) - 1].sum())
+        rows.append((int(label), n, float(min(gaps[p - 1] for p in far)), int(sizes[largest - 1]), dropped))
+    table = pd.DataFrame(rows, columns=list(SPLIT_LABEL_COLUMNS)) if rows else _empty_split_table()
+    return cleaned, table
+
+
+def _labels_maybe_in_pieces(labels: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels that may lie in several pieces, and the areas of all labels.
+
+    Candidates span several foreground components, or share one with another label (touching
+    nuclei hide a split from the foreground alone).
+    """
+    foreground = labels > 0
+    components, n = ndimage.label(foreground, structure=structure)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    values, areas = np.unique(labels[foreground], return_counts=True)
+    label_index = np.searchsorted(values, labels[foreground])
+    pairs = np.unique(label_index * np.int64(n + 1) + components[foreground])
+    label_of_pair, component_of_pair = np.divmod(pairs, n + 1)
+    spanning = label_of_pair[np.bincount(label_of_pair)[label_of_pair] > 1]
+    shared = label_of_pair[np.bincount(component_of_pair)[component_of_pair] > 1]
+    return values[np.union1d(spanning, shared)].astype(np.int64), areas
+
+
+def _empty_split_table() -> pd.DataFrame:
+    return pd.DataFrame({c: np.zeros(0, float if c == "gap" else np.int64) for c in SPLIT_LABEL_COLUMNS})
+
+
+def lineage_ids(graph: TrackGraph) -> pd.Series:
+    """Lineage (weakly connected component) of every node, numbered 0.. by first frame then node id.
+
+    Returns
+    -------
+    pandas.Series
+        int64 lineage id indexed by node id.
+    """
+    return _components(graph, np.ones(len(graph.edges), bool))
+
+
+def tracklet_ids(graph: TrackGraph) -> pd.Series:
+    """GEFF tracklets: maximal one-to-one chains, numbered 0.. by first frame then node id.
+
+    Unlike CTC tracks (``graph.tracks()``), a one-to-one link that skips frames does not
+    start a new tracklet; only divisions do.
+
+    Returns
+    -------
+    pandas.Series
+        int64 tracklet id indexed by node id.
+    """
+    out_degree = graph.out_degree()
+    keep = out_degree.loc[graph.edges["source"]].to_numpy() == 1
+    return _components(graph, keep)
+
+
+def _components(graph: TrackGraph, keep: np.ndarray) -> pd.Series:
+    nodes = graph.nodes
+    n = len(nodes)
+    if n == 0:
+        return pd.Series(np.zeros(0, np.int64), index=nodes.index)
+    position = pd.Series(np.arange(n), index=nodes.index)
+    src = position.loc[graph.edges["source"]].to_numpy()[keep]
+    dst = position.loc[graph.edges["target"]].to_numpy()[keep]
+    adjacency = sparse.coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+    _, component = connected_components(adjacency, directed=True, connection="weak")
+    order = (
+        pd.DataFrame({"component": component, "frame": nodes["frame"].to_numpy(), "node": np.arange(n)})
+        .groupby("component")[["frame", "node"]]
+        .min()
+        .sort_values(["frame", "node"])
+        .index.to_numpy()
+    )
+    renumber = np.empty(len(order), np.int64)
+    renumber[order] = np.arange(len(order))
+    return pd.Series(renumber[component], index=nodes.index, dtype=np.int64)

@@ -271,3 +271,41 @@ def test_summary_table_lists_every_position_and_the_errors():
     assert lines[3].split()[:3] == ["bb", "failed", "-"]
     assert "1 done" in lines[4] and "1 failed" in lines[4]
     assert lines[5] == "failed bb: bb.tif: truncated"
+
+
+def test_a_ctc_dataset_folder_is_expanded_into_its_sequences(tmp_path, capsys):
+    """``celltrack synth pos1`` writes pos1/01 + pos1/01_GT: batch takes pos1 as the data set it is."""
+    write_ctc(tmp_path / "pos1", 0)
+    second = movie(1)
+    write_ctc_dataset(second.images, second.labels, second.markers, second.tracks, tmp_path / "s", "02")
+    (tmp_path / "s" / "02").rename(tmp_path / "pos1" / "02")
+    write_ctc(tmp_path / "pos2", 2)
+    positions = plan_positions([tmp_path / "pos1", str(tmp_path / "pos[2]")])
+    assert [(p.name, p.kind) for p in positions] == [
+        ("pos1_01", "ctc"),
+        ("pos1_02", "ctc"),
+        ("pos2_01", "ctc"),
+    ]
+    assert [p.path for p in positions[:2]] == [tmp_path / "pos1" / "01", tmp_path / "pos1" / "02"]
+
+    out = tmp_path / "out"
+    options = ["--out", str(out), "--workers", "1", "--threads-only", "--dashboard-address", ":0"]
+    assert run_cli([str(tmp_path / "pos1"), str(tmp_path / "pos2"), *options]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "CTC data set" in line]
+    assert len(notes) == 2 and "pos1_01, pos1_02" in notes[0], captured.err
+    summary = pd.read_csv(out / SUMMARY_NAME)
+    assert summary["position"].tolist() == ["pos1_01", "pos1_02", "pos2_01"]
+    assert (summary["status"] == "done").all()
+
+
+def test_an_unreachable_scheduler_leaves_no_output_folder(experiment, tmp_path, capsys):
+    import dask
+
+    out = tmp_path / "results"
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
+        code = run_cli([str(experiment["zarr"]), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach the Dask scheduler" in err[0]
+    assert not out.exists()

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,23 @@ def test_segment_writes_masks_and_record_and_keeps_outputs(small_movie, tmp_path
     args = ["segment", str(small_movie / "01"), "--out", str(out), "--method", "classic", "--no-merge-split"]
     assert main([*args, "--overwrite", "-q"]) == 0
     assert json.loads((out / "celltrack.json").read_text())["config"]["merge_split"]["enabled"] is False
+
+
+def test_a_ctc_dataset_is_taken_where_a_sequence_is_expected(small_movie, tmp_path, capsys):
+    """``celltrack synth pos1`` writes pos1/01 + pos1/01_GT; commands take pos1 for its sequence."""
+    out = tmp_path / "RES"
+    args = ["track", str(small_movie), "--out", str(out), "--detections", str(small_movie / "01_GT" / "TRA")]
+    assert main(args) == 0
+    assert "CTC data set" in capsys.readouterr().err
+    record = json.loads((out / "celltrack.json").read_text())
+    assert record["inputs"]["images"]["path"] == str(small_movie / "01")
+
+    two = tmp_path / "two"
+    shutil.copytree(small_movie, two)
+    shutil.copytree(small_movie / "01", two / "02")
+    assert main(["info", str(two), "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert [Path(info["source"]).name for info in described] == ["01", "02"]
+    assert main(["track", str(two), "--out", str(tmp_path / "R2")]) == 2
+    line = one_error_line(capsys)
+    assert "2 sequences (01, 02)" in line and "celltrack batch" in line

@@ -12,15 +12,15 @@ import pytest
 from celltrack.cli import main as cli_main
 from celltrack.graph import TrackGraph
 from celltrack.io import OutputExistsError, read_track_table, write_table
+from celltrack.io.calibration import Calibration
 from celltrack.io.export import (
     export_tracks,
     lineage_ids,
     read_result,
     tracklet_ids,
-    trackmate_edges_path,
     write_geff,
-    write_trackmate_csv,
 )
+from celltrack.io.trackmate import trackmate_edges_path, write_trackmate_csv
 
 SPOT_KEYS = ["LABEL", "ID", "TRACK_ID", "QUALITY", "POSITION_X", "POSITION_Y", "POSITION_Z", "POSITION_T"]
 EDGE_KEYS = ["LABEL", "TRACK_ID", "SPOT_SOURCE_ID", "SPOT_TARGET_ID", "LINK_COST"]
@@ -168,15 +168,10 @@ def test_trackmate_refuses_to_overwrite_either_table(tmp_path):
 
 
 # ---------------------------------------------------------------------- GEFF
-def test_geff_round_trip_validates(tmp_path):
-    pytest.importorskip("geff")
-    from geff.core_io import read_to_memory
-    from geff.validate.data import ValidationConfig, validate_data
-
+def test_geff_round_trip_validates(tmp_path, valid_geff):
     graph = gap_graph()
     path = write_geff(graph, tmp_path / "tracks.geff")
-    memory = read_to_memory(str(path))
-    validate_data(memory, ValidationConfig(graph=True, tracklet=True, lineage=True))
+    memory = valid_geff(path)
     ids = memory["node_ids"]
     assert sorted(ids.tolist()) == sorted(graph.nodes.index.tolist())
     assert {tuple(e) for e in memory["edge_ids"].tolist()} == set(
@@ -188,16 +183,27 @@ def test_geff_round_trip_validates(tmp_path):
     assert (props["t"] == order["frame"].to_numpy()).all()
     assert (props["track_id"] == graph.tracks().node_track.loc[ids].to_numpy()).all()
     meta = memory["metadata"]
-    assert [axis.name for axis in meta.axes] == ["t", "y", "x"]
+    assert [(a.name, a.type, a.unit, a.scale) for a in meta.axes] == [
+        ("t", "time", "frame", None),
+        ("y", "space", "pixel", None),
+        ("x", "space", "pixel", None),
+    ]
     assert meta.track_node_props == {"tracklet": "tracklet_id", "lineage": "lineage_id"}
+    assert meta.node_props_metadata["area"].unit == "pixel^2" and meta.node_props_metadata["x"].description
     with pytest.raises(OutputExistsError):
         write_geff(graph, path)
-    write_geff(graph, path, overwrite=True)
+    write_geff(graph, path, overwrite=True, calibration=Calibration(0.65, "micrometer", 300.0, "second"))
+    scaled = valid_geff(path)["metadata"].axes
+    assert [(a.name, a.scale, a.scaled_unit) for a in scaled] == [
+        ("t", 300.0, "second"),
+        ("y", 0.65, "micrometer"),
+        ("x", 0.65, "micrometer"),
+    ]
 
 
 def test_geff_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "geff", None)  # makes "import geff" fail
-    with pytest.raises(ValueError, match="pip install geff"):
+    with pytest.raises(ValueError, match="'geff' package"):
         write_geff(gap_graph(), tmp_path / "t.geff")
     assert not (tmp_path / "t.geff").exists()
 

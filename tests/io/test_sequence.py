@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -135,3 +137,22 @@ def test_cached_sequence_decodes_each_kept_frame_once_within_its_budget(tmp_path
         cached[0][0, 0] = 1
     with pytest.raises(ValueError, match="max_bytes"):
         seq.cached(-1)
+
+
+def test_a_ctc_dataset_opens_as_its_only_sequence_and_names_its_sequences_otherwise(tmp_path, caplog):
+    from celltrack.io import dataset_sequences, write_ctc_dataset
+    from celltrack.synthetic import generate_movie
+
+    movie = generate_movie(frames=3, height=48, width=48, nuclei=2, seed=0)
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, tmp_path / "pos1")
+    assert dataset_sequences(tmp_path / "pos1") == [tmp_path / "pos1" / "01"]
+    assert dataset_sequences(tmp_path / "pos1" / "01") == []  # a sequence is no data set
+    with caplog.at_level("INFO", logger="celltrack"):
+        sequence = open_sequence(tmp_path / "pos1")
+    assert Path(sequence.source) == tmp_path / "pos1" / "01" and len(sequence) == 3
+    assert "CTC data set" in caplog.text and "01" in caplog.text
+
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, tmp_path / "other", "02")
+    (tmp_path / "other" / "02").rename(tmp_path / "pos1" / "02")
+    with pytest.raises(ValueError, match=r"2 sequences \(01, 02\).*celltrack batch"):
+        open_sequence(tmp_path / "pos1")

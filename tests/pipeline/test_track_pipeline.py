@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -306,3 +307,45 @@ def test_own_segmentation_gets_merged_nuclei_split_given_detections_do_not(tmp_p
         images, open_sequence(tmp_path / "given.tif"), None, tmp_path / "given", no_progress
     )
     assert (given["frame"] == 1).sum() == 1
+
+
+def test_a_label_split_into_far_apart_blobs_is_its_largest_piece(tmp_path, capsys):
+    """CTC allows one label in several pieces; a far-off stray piece must not move the nucleus.
+
+    Taken whole, the nucleus' centre lies between the pieces: a one-frame track there, and a gap
+    in the nucleus' own track. With a warning naming the file and label, the largest piece is it.
+    """
+    movie = generate_movie(frames=6, height=96, width=96, nuclei=4, seed=5, division_probability=0.0)
+    root = tmp_path / "movie"
+    write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, root)
+    split_frame = root / "01_GT" / "SEG" / "man_seg003.tif"
+    labels = tifffile.imread(split_frame)
+    label = int(np.bincount(labels.ravel())[1:].argmax()) + 1  # the largest nucleus of frame 3
+    ys, xs = np.nonzero(labels == label)
+    yy, xx = np.mgrid[: labels.shape[0], : labels.shape[1]]
+    free = labels == 0
+    for _ in range(10):  # the stray piece keeps clear of every nucleus
+        free[1:] &= free[:-1]
+        free[:-1] &= free[1:]
+        free[:, 1:] &= free[:, :-1]
+        free[:, :-1] &= free[:, 1:]
+    distance = np.hypot(yy - ys.mean(), xx - xs.mean())
+    far = np.unravel_index(np.argmax(np.where(free, distance, -1.0)), labels.shape)
+    assert distance[far] > 30
+    stray = np.hypot(yy - far[0], xx - far[1]) <= 9  # about the nucleus' size
+    labels[stray] = label
+    tifffile.imwrite(split_frame, labels)
+
+    out = tmp_path / "RES"
+    args = ["track", str(root / "01"), "--out", str(out), "--detections", str(root / "01_GT" / "SEG")]
+    assert main(args) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "man_seg003.tif" in line]
+    assert len(warnings) == 1 and f"label {label}" in warnings[0], warnings
+    table = pd.read_csv(out / "tracks.csv")
+    node = table[(table["frame"] == 3) & (table["label"] == label)].iloc[0]
+    assert np.hypot(node["y"] - ys.mean(), node["x"] - xs.mean()) < 1.0
+    tracks = validate_ctc_result(out)  # the nuclei's tracks as they are: no one-frame track, no gap
+    assert sorted(zip(tracks["begin"], tracks["end"], strict=True)) == sorted(
+        (begin, end) for _, begin, end, _ in movie.tracks.tolist()
+    )
+    assert not (tifffile.imread(out / "mask003.tif")[stray]).any()  # the stray piece is not the nucleus

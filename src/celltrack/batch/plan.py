@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from celltrack.io.sequence import FRAME_PATTERN, TIFF_SUFFIXES
+from celltrack.io.sequence import TIFF_SUFFIXES, dataset_sequences, expand_datasets, is_raw_sequence_folder
 
 logger = logging.getLogger(__name__)
 
@@ -58,26 +58,20 @@ def movie_kind(path: Path) -> PositionKind:
     return "other"
 
 
-def _is_raw_ctc_folder(path: Path) -> bool:
-    """A folder holding raw frames ``tTTT.tif`` (not ground truth, results or anything else)."""
-    try:
-        return any(
-            (match := FRAME_PATTERN.match(child.name)) is not None and match["prefix"] == "t"
-            for child in path.iterdir()
-        )
-    except OSError:
-        return False
-
-
 def _looks_like_movie(path: Path) -> bool:
+    """A movie, or a CTC data set of movies."""
     kind = movie_kind(path)
-    return kind in ("zarr", "tiff") or (kind == "ctc" and _is_raw_ctc_folder(path))
+    if kind in ("zarr", "tiff"):
+        return True
+    return kind == "ctc" and (is_raw_sequence_folder(path) or bool(dataset_sequences(path)))
 
 
 def expand_inputs(inputs: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> list[Path]:
-    """Expand globs (``*``, ``?``, ``[...]``, ``**``) and ``~``; keep explicit paths as given.
+    """Expand globs (``*``, ``?``, ``[...]``, ``**``), ``~`` and CTC data sets; keep other paths as given.
 
-    Glob matches that are not movies (ground-truth folders, text files ...) or lie under a folder
+    A CTC data set folder (``pos1`` holding ``01``, ``02`` … beside ``01_GT``) stands for its
+    sequences (:func:`celltrack.io.expand_datasets`, with a one-line note). Glob matches that
+    are not movies (ground-truth folders, text files ...) or lie under a folder
     of ``exclude`` (the batch's own output) are skipped; explicit paths are kept whatever they are,
     so that a wrong one is reported, not ignored. Duplicates (the same file reached twice) are
     dropped, first occurrence wins.
@@ -111,7 +105,7 @@ def expand_inputs(inputs: Iterable[str | Path], exclude: Iterable[str | Path] = 
             if not path.exists():
                 raise ValueError(f"{item}: no such file or folder; check the path")
             movies = [path]
-        for movie in movies:
+        for movie in expand_datasets(movies):
             key = movie.resolve()
             if key not in seen:
                 seen.add(key)

@@ -59,7 +59,12 @@ class BatchConfig(BaseModel):
     )
     processes: bool = Field(True, description="Local workers as processes (True) or threads of this one.")
     dashboard_address: str = Field(":8787", description="Dashboard host:port of a local cluster; ':0' = any.")
-    connect_timeout: float = Field(30.0, gt=0, description="Seconds to wait for an existing scheduler.")
+    connect_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to wait for an existing scheduler; None: Dask's "
+        "distributed.comm.timeouts.connect (30 s unless configured).",
+    )
 
 
 @dataclass
@@ -190,7 +195,6 @@ class BatchRunner:
         out_dir = Path(out_dir).absolute()
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"{out_dir}: exists and is not a folder; pass a folder to --out")
-        out_dir.mkdir(parents=True, exist_ok=True)
         config_dict = (tracking or TrackingConfig()).model_dump(mode="json")
         report = on_result or (lambda row: None)
 
@@ -207,6 +211,9 @@ class BatchRunner:
         dashboard = None
         if pending:
             with self._client(len(pending)) as (client, dashboard):
+                # created only now that there is work and a cluster to do it: an unreachable
+                # scheduler leaves no empty output folder behind
+                out_dir.mkdir(parents=True, exist_ok=True)
                 if on_start is not None:
                     on_start(dashboard)
                 for row in self._submit(client, pending, out_dir, config_dict, overwrite):
@@ -276,8 +283,9 @@ class BatchRunner:
         from distributed import Client, LocalCluster
 
         if self.config.scheduler:
+            timeout = self.config.connect_timeout
             try:
-                client = Client(self.config.scheduler, timeout=self.config.connect_timeout)
+                client = Client(self.config.scheduler, **({"timeout": timeout} if timeout else {}))
             except (OSError, TimeoutError, ValueError) as err:
                 raise ValueError(
                     f"{self.config.scheduler}: cannot reach the Dask scheduler ({error_message(err)}); "

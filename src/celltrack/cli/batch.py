@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "batch",
         help="track many positions (fields of view) in parallel on Dask; resumable",
         description="Segment and track every position (a CTC sequence folder, a (T, Y, X) TIFF or a zarr "
-        "array; globs allowed) as one Dask task, on a local cluster or on an existing one (--scheduler). "
+        "array; globs allowed; a CTC data set folder stands for its sequences 01, 02 …, named DATASET_01 …) "
+        "as one Dask task, on a local cluster or on an existing one (--scheduler). "
         "Each position goes to DIR/<name>/ (CTC result, tracks.csv, celltrack.json) and is done once its "
         "DONE.json marker exists: a rerun skips done positions and retries the others. A failing position "
         "is reported and does not stop the rest. DIR/summary.csv and a table sum the run up; the exit "
@@ -42,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="CTC sequence folders, (T, Y, X) TIFFs or zarr arrays; quote globs to let celltrack expand them",
+        help="CTC sequence folders or data sets, (T, Y, X) TIFFs or zarr arrays; quote globs to let "
+        "celltrack expand them",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="batch output folder (created)")
     parser.add_argument("--config", metavar="FILE.toml", help="pipeline configuration for every position")

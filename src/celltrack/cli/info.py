@@ -6,7 +6,7 @@ import argparse
 import json
 
 from celltrack.cli.common import add_common_options, example
-from celltrack.io import describe_sequence
+from celltrack.io import dataset_sequences, describe_sequence, expand_datasets
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "info",
         help="frames, shape, dtype, ground truth and nuclei per frame of a movie",
         description="Describe a movie: a CTC folder, a multi-page TIFF or a zarr array. For a CTC folder NN, "
-        "ground truth in NN_GT / NN_ST beside it is found and summarised.",
+        "ground truth in NN_GT / NN_ST beside it is found and summarised. A CTC data set folder (01, 02 … "
+        "beside their _GT) is described sequence by sequence (--json: a list).",
         epilog=example("celltrack info data/Fluo-N2DL-HeLa/01"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -27,10 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe_sequence(args.seq_dir)
+    infos = [describe_sequence(path) for path in expand_datasets([args.seq_dir])]
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(infos if dataset_sequences(args.seq_dir) else infos[0], indent=2))
         return 0
+    for i, info in enumerate(infos):
+        if i:
+            print()
+        _print_info(info)
+    return 0
+
+
+def _print_info(info: dict) -> None:
     for key, value in info.items():
         if key == "nuclei_per_frame":
             continue
@@ -41,4 +50,3 @@ def run(args: argparse.Namespace) -> int:
             f"{'nuclei per frame':>18}: min {min(counts)}, "
             f"mean {sum(counts) / len(counts):.1f}, max {max(counts)}"
         )
-    return 0

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("network", choices=("segnet", "recognet"), help="which network to train")
     parser.add_argument(
         "--data", nargs="+", required=True, metavar="DIR",
-        help="training data: images/+labels/ folders, CTC sequence folders (NN) or CTC dataset folders",
+        help="training data: images/+labels/ folders, CTC sequence folders (NN) or CTC data set folders",
     )
     parser.add_argument("--out", required=True, metavar="MODEL", help="model folder to create")
     parser.add_argument(
@@ -99,9 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from celltrack.io import expand_datasets
     from celltrack.pipeline.track import resolve_device
 
     device = str(resolve_device(args.device))
+    args.data = expand_datasets(args.data)  # a data set folder stands for its sequences 01, 02 …
     if args.network == "segnet" and args.architecture == "panoptic":
         out = _train_panoptic(args, device)
     elif args.network == "segnet":

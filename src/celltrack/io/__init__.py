@@ -1,6 +1,12 @@
 """Input and output: CTC folders, movies, tables, model folders. The only place that touches files."""
 
-from celltrack.io.atomic import OutputExistsError, atomic_output_dir, atomic_output_file, check_output
+from celltrack.io.atomic import (
+    OutputExistsError,
+    atomic_output_dir,
+    atomic_output_file,
+    check_output,
+    final_path,
+)
 from celltrack.io.ctc import (
     GroundTruth,
     describe_sequence,
@@ -20,7 +26,13 @@ from celltrack.io.ctc import (
     write_ctc_result,
     write_sequence,
 )
-from celltrack.io.sequence import ImageSequence, list_frame_files, open_sequence
+from celltrack.io.sequence import (
+    ImageSequence,
+    dataset_sequences,
+    expand_datasets,
+    list_frame_files,
+    open_sequence,
+)
 from celltrack.io.tables import read_table, write_table
 
 __all__ = [
@@ -30,8 +42,11 @@ __all__ = [
     "atomic_output_dir",
     "atomic_output_file",
     "check_output",
+    "dataset_sequences",
     "describe_sequence",
     "detections_from_sequence",
+    "expand_datasets",
+    "final_path",
     "find_ground_truth",
     "format_track_table",
     "frame_name",

@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from celltrack.io.ctc import find_ground_truth, read_gt
-from celltrack.io.sequence import open_sequence
+from celltrack.io.sequence import dataset_sequences, open_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -201,15 +201,6 @@ def merge_gold_into_silver(silver: np.ndarray, gold: np.ndarray | None) -> np.nd
     return consecutive.reshape(merged.shape).astype(np.int32)
 
 
-def ctc_sequences(path: str | Path) -> list[Path]:
-    """The CTC sequence folders a path stands for: itself, or the ``NN`` folders of a dataset folder."""
-    path = Path(path)
-    if find_ground_truth(path):
-        return [path]
-    found = sorted(p for p in path.iterdir() if p.is_dir() and p.name.isdigit() and find_ground_truth(p))
-    return found
-
-
 def read_annotations(
     paths: Sequence[str | Path], *, hold_out_frames: int = 0, exclude_splits: Iterable[str] = ()
 ) -> list[AnnotatedImage]:
@@ -229,7 +220,9 @@ def read_annotations(
         if is_image_folder(path):
             out += read_image_folder(path, exclude_splits=exclude_splits)
             continue
-        sequences = ctc_sequences(path) if path.is_dir() else []
+        sequences = [path] if find_ground_truth(path) else [
+            seq for seq in dataset_sequences(path) if find_ground_truth(seq)
+        ]
         if not sequences:
             raise ValueError(
                 f"{path}: neither an images/+labels/ folder nor a CTC sequence (NN with NN_GT/SEG or "

@@ -2,6 +2,10 @@
 
 An interrupted run (Ctrl-C, kill -9, full disk) leaves any previous output untouched; at worst
 a hidden ``.NAME.partial-*`` folder remains beside it.
+
+While a block runs, its temporary folder is registered with the final target, so that whatever
+records a path into an output (run records, metrics, figure legends) records where the file will
+be, not where it is being written: :func:`final_path`.
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Temporary folder or file -> the target it replaces, for every atomic output being written.
+_pending: dict[Path, Path] = {}
+_pending_lock = threading.Lock()
 
 
 class OutputExistsError(ValueError):
@@ -30,6 +39,42 @@ def check_output(target: str | Path, overwrite: bool) -> Path:
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target}: output already exists; pass --overwrite to replace it")
     return target
+
+
+def final_path(path: str | Path) -> Path:
+    """Where ``path`` will be once the atomic outputs it is being written into are moved into place.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Any path; one inside a temporary ``.NAME.partial-*`` folder of a running
+        :func:`atomic_output_dir` / :func:`atomic_output_file` block (nested blocks included).
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute final path for a path inside a temporary output, else ``path`` unchanged.
+    """
+    path = Path(path)
+    absolute = path.absolute()
+    with _pending_lock:
+        # innermost first: a nested output's temporary folder lies inside its parent's
+        pending = sorted(_pending.items(), key=lambda item: len(item[0].parts), reverse=True)
+    for tmp, target in pending:
+        if absolute.is_relative_to(tmp):
+            return final_path(target / absolute.relative_to(tmp))
+    return path
+
+
+@contextlib.contextmanager
+def _registered(tmp: Path, target: Path) -> Iterator[None]:
+    with _pending_lock:
+        _pending[tmp] = target
+    try:
+        yield
+    finally:
+        with _pending_lock:
+            _pending.pop(tmp, None)
 
 
 @contextlib.contextmanager
@@ -52,7 +97,8 @@ def atomic_output_dir(target: str | Path, overwrite: bool = False) -> Iterator[P
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        yield tmp
+        with _registered(tmp, target):
+            yield tmp
         if target.exists():
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(backup)
@@ -74,7 +120,8 @@ def atomic_output_file(target: str | Path, overwrite: bool = False) -> Iterator[
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
+        with _registered(tmp, target):
+            yield tmp
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from celltrack.graph import TRACK_COLUMNS, TrackGraph, measure_detections, relabel_frame
+from celltrack.graph import TRACK_COLUMNS, TrackGraph, drop_far_pieces, measure_detections, relabel_frame
 from celltrack.io.atomic import atomic_output_dir
 from celltrack.io.sequence import ImageSequence, list_frame_files, open_sequence
 
@@ -182,12 +182,52 @@ def read_gt(gt_dir: str | Path) -> GroundTruth:
     return GroundTruth(root, tra, tracks, seg)
 
 
+def label_frame(labels: ImageSequence, t: int) -> np.ndarray:
+    """Frame ``t`` of a label movie, checked, with far pieces of split labels dropped.
+
+    A label split into pieces far apart (allowed by the CTC format) keeps its largest piece as
+    the nucleus, with a warning naming the file and the label (:func:`celltrack.graph.drop_far_pieces`).
+
+    Raises
+    ------
+    ValueError
+        A frame that is not an integer label image, or holds negative labels; the message names the file.
+    """
+    frame = labels[t]
+    where = labels.paths[t] if labels.paths else f"{labels.source} frame {t}"
+    if frame.dtype.kind not in "ui":
+        raise ValueError(f"{where}: expected integer label images, got {frame.dtype}")
+    if frame.dtype.kind == "i" and frame.min(initial=0) < 0:
+        raise ValueError(f"{where}: holds negative labels; labels must be 0 (background) or positive")
+    frame, split = drop_far_pieces(frame)
+    for row in split.itertuples(index=False):
+        logger.warning(
+            "%s: label %d lies in %d pieces up to %.0f px apart; the largest (%d px) is taken as the "
+            "nucleus and %d px elsewhere are ignored",
+            where,
+            row.label,
+            row.pieces,
+            row.gap,
+            row.kept_area,
+            row.dropped_area,
+        )
+    return frame
+
+
 def detections_from_sequence(
     labels: ImageSequence | Iterable[np.ndarray], images: ImageSequence | None = None
 ) -> pd.DataFrame:
-    """Detections of every frame of a label movie (see :func:`celltrack.graph.measure_detections`)."""
+    """Detections of every frame of a label movie (see :func:`celltrack.graph.measure_detections`).
+
+    Frames of an :class:`ImageSequence` are read by :func:`label_frame`: a label split into pieces
+    far apart is measured on its largest piece, with a warning.
+    """
     tables = []
-    for t, frame in enumerate(labels):
+    if isinstance(labels, ImageSequence):
+        frames: Iterable[np.ndarray] = (label_frame(labels, t) for t in range(len(labels)))
+    else:
+        frames = labels
+    for t, frame in enumerate(frames):
         image = images[t] if images is not None else None
         tables.append(measure_detections(frame, t, image))
     if not tables:

@@ -1,4 +1,4 @@
-"""Tracks for other tools: TrackMate CSV tables, GEFF graphs, plain tables; and result folders read back.
+"""Tracks for other tools: TrackMate XML and CSV, GEFF graphs, plain tables; and result folders read back.
 
 A result folder (``NN_RES``) holds CTC ``maskTTT.tif`` + ``res_track.txt`` and, when celltrack
 wrote it, ``tracks.csv`` (one row per detection) and ``celltrack.json`` (provenance).
@@ -11,31 +11,33 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
-from celltrack.graph import TrackGraph
-from celltrack.io.atomic import atomic_output_dir, atomic_output_file, check_output
+from celltrack import __version__
+from celltrack.graph import TrackGraph, lineage_ids, tracklet_ids
+from celltrack.io.atomic import atomic_output_dir, check_output
+from celltrack.io.calibration import Calibration, read_calibration
 from celltrack.io.ctc import detections_from_sequence, read_track_table
 from celltrack.io.provenance import RECORD_NAME
 from celltrack.io.sequence import open_sequence
 from celltrack.io.tables import read_table, write_table
+from celltrack.io.trackmate import (
+    TrackMateImage,
+    write_trackmate_csv,
+    write_trackmate_xml,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Formats understood by :func:`export_tracks`.
-EXPORT_FORMATS: tuple[str, ...] = ("trackmate", "geff", "csv", "parquet")
+#: Formats understood by :func:`export_result` (all but ``trackmate-xml`` also by :func:`export_tracks`).
+EXPORT_FORMATS: tuple[str, ...] = ("trackmate-xml", "trackmate", "geff", "csv", "parquet")
 #: Track tables celltrack writes into a result folder, in order of preference.
 TRACK_TABLE_NAMES: tuple[str, ...] = ("tracks.parquet", "tracks.csv")
-#: Node columns that may carry a detection score (TrackMate's QUALITY), in order of preference.
-QUALITY_COLUMNS: tuple[str, ...] = ("quality", "confidence", "score")
 
 
 # ---------------------------------------------------------------------- reading a result folder
@@ -120,244 +122,40 @@ def read_result(res_dir: str | Path) -> ResultFolder:
     return ResultFolder(res, graph, read_run_record(res), n_frames, frame_shape)
 
 
-# ---------------------------------------------------------------------- graph structure helpers
-def lineage_ids(graph: TrackGraph) -> pd.Series:
-    """Lineage (weakly connected component) of every node, numbered 0.. by first frame then node id.
-
-    Returns
-    -------
-    pandas.Series
-        int64 lineage id indexed by node id.
-    """
-    return _components(graph, np.ones(len(graph.edges), bool))
-
-
-def tracklet_ids(graph: TrackGraph) -> pd.Series:
-    """GEFF tracklets: maximal one-to-one chains, numbered 0.. by first frame then node id.
-
-    Unlike CTC tracks (``graph.tracks()``), a one-to-one link that skips frames does not
-    start a new tracklet; only divisions do.
-
-    Returns
-    -------
-    pandas.Series
-        int64 tracklet id indexed by node id.
-    """
-    out_degree = graph.out_degree()
-    keep = out_degree.loc[graph.edges["source"]].to_numpy() == 1
-    return _components(graph, keep)
-
-
-def _components(graph: TrackGraph, keep: np.ndarray) -> pd.Series:
-    nodes = graph.nodes
-    n = len(nodes)
-    if n == 0:
-        return pd.Series(np.zeros(0, np.int64), index=nodes.index)
-    position = pd.Series(np.arange(n), index=nodes.index)
-    src = position.loc[graph.edges["source"]].to_numpy()[keep]
-    dst = position.loc[graph.edges["target"]].to_numpy()[keep]
-    adjacency = sparse.coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-    _, component = connected_components(adjacency, directed=True, connection="weak")
-    order = (
-        pd.DataFrame({"component": component, "frame": nodes["frame"].to_numpy(), "node": np.arange(n)})
-        .groupby("component")[["frame", "node"]]
-        .min()
-        .sort_values(["frame", "node"])
-        .index.to_numpy()
-    )
-    renumber = np.empty(len(order), np.int64)
-    renumber[order] = np.arange(len(order))
-    return pd.Series(renumber[component], index=nodes.index, dtype=np.int64)
-
-
-# ---------------------------------------------------------------------- TrackMate
-# TrackMate's table export writes four header rows per column: feature key, name, short name, units.
-_SPOT_HEADER: tuple[tuple[str, str, str, str], ...] = (
-    ("LABEL", "Label", "Label", ""),
-    ("ID", "Spot ID", "Spot ID", ""),
-    ("TRACK_ID", "Track ID", "Track ID", ""),
-    ("QUALITY", "Quality", "Quality", "(quality)"),
-    ("POSITION_X", "X", "X", "(pixel)"),
-    ("POSITION_Y", "Y", "Y", "(pixel)"),
-    ("POSITION_Z", "Z", "Z", "(pixel)"),
-    ("POSITION_T", "T", "T", "(frame)"),
-    ("FRAME", "Frame", "Frame", ""),
-    ("RADIUS", "Radius", "R", "(pixel)"),
-    ("VISIBILITY", "Visibility", "Visibility", ""),
-    ("AREA", "Area", "Area", "(pixel^2)"),
-    ("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "(counts)"),
-    ("CTC_TRACK_ID", "CTC track ID", "CTC track", ""),
-    ("CTC_PARENT_ID", "CTC parent track ID", "CTC parent", ""),
-    ("MASK_LABEL", "Mask label", "Mask label", ""),
-)
-_EDGE_HEADER: tuple[tuple[str, str, str, str], ...] = (
-    ("LABEL", "Label", "Label", ""),
-    ("TRACK_ID", "Track ID", "Track ID", ""),
-    ("SPOT_SOURCE_ID", "Source spot ID", "Source ID", ""),
-    ("SPOT_TARGET_ID", "Target spot ID", "Target ID", ""),
-    ("LINK_COST", "Edge cost", "Cost", "(cost)"),
-    ("SPEED", "Speed", "Speed", "(pixel/frame)"),
-    ("DISPLACEMENT", "Displacement", "Disp.", "(pixel)"),
-    ("EDGE_TIME", "Edge time", "Edge T", "(frame)"),
-    ("EDGE_X_LOCATION", "Edge X", "Edge X", "(pixel)"),
-    ("EDGE_Y_LOCATION", "Edge Y", "Edge Y", "(pixel)"),
-    ("EDGE_Z_LOCATION", "Edge Z", "Edge Z", "(pixel)"),
-)
-
-
-def trackmate_tables(graph: TrackGraph) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The spots and edges tables of TrackMate's CSV export, without the header rows.
-
-    TrackMate calls a whole lineage (a connected component, divisions included) a track:
-    ``TRACK_ID`` is the 0-based lineage id and stays empty for spots without any link.
-    The CTC track of every spot is kept in ``CTC_TRACK_ID`` / ``CTC_PARENT_ID``.
-    Positions and times are in pixels and frames; ``LINK_COST`` is the edge's ``cost``
-    column when the graph has one, else -1 (TrackMate's value for links it did not score).
-
-    Parameters
-    ----------
-    graph : TrackGraph
-
-    Returns
-    -------
-    spots : pandas.DataFrame
-        Columns from ``LABEL`` to ``MASK_LABEL`` (``MEAN_INTENSITY_CH1`` only when the nodes
-        have ``mean_intensity``), sorted by track then frame, unlinked spots last.
-    edges : pandas.DataFrame
-        Columns ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID, LINK_COST, SPEED, ...``.
-    """
-    table = graph.to_table().set_index("node_id")
-    nodes = graph.nodes.loc[table.index]
-    lineage = lineage_ids(graph).loc[table.index]
-    linked = pd.Index(pd.concat([graph.edges["source"], graph.edges["target"]]).unique())
-    track_id = pd.array(lineage.to_numpy(), dtype="Int64")
-    track_id[~table.index.isin(linked)] = pd.NA
-    quality_column = next((c for c in QUALITY_COLUMNS if c in nodes.columns), None)
-    quality = nodes[quality_column].to_numpy(float) if quality_column else np.ones(len(nodes))
-    area = nodes["area"].to_numpy(float)
-    spots = pd.DataFrame(
-        {
-            "LABEL": [f"ID{i}" for i in table.index],
-            "ID": table.index.to_numpy(np.int64),
-            "TRACK_ID": track_id,
-            "QUALITY": quality,
-            "POSITION_X": nodes["x"].to_numpy(float),
-            "POSITION_Y": nodes["y"].to_numpy(float),
-            "POSITION_Z": np.zeros(len(nodes)),
-            "POSITION_T": nodes["frame"].to_numpy(float),
-            "FRAME": nodes["frame"].to_numpy(np.int64),
-            "RADIUS": np.sqrt(np.maximum(area, 0.0) / np.pi),
-            "VISIBILITY": np.ones(len(nodes), np.int64),
-            "AREA": area,
-            "CTC_TRACK_ID": table["track_id"].to_numpy(np.int64),
-            "CTC_PARENT_ID": table["parent_track_id"].to_numpy(np.int64),
-            "MASK_LABEL": nodes["label"].to_numpy(np.int64),
-        }
-    )
-    if "mean_intensity" in nodes.columns:
-        spots.insert(
-            spots.columns.get_loc("AREA") + 1, "MEAN_INTENSITY_CH1", nodes["mean_intensity"].to_numpy()
-        )
-    spots = spots.sort_values(["TRACK_ID", "FRAME", "ID"], na_position="last", kind="stable")
-    spots = spots.reset_index(drop=True)
-
-    edges = graph.edges
-    src = graph.nodes.loc[edges["source"]]
-    dst = graph.nodes.loc[edges["target"]]
-    dt = dst["frame"].to_numpy(float) - src["frame"].to_numpy(float)
-    dy = dst["y"].to_numpy(float) - src["y"].to_numpy(float)
-    dx = dst["x"].to_numpy(float) - src["x"].to_numpy(float)
-    displacement = np.hypot(dy, dx)
-    cost = edges["cost"].to_numpy(float) if "cost" in edges.columns else np.full(len(edges), -1.0)
-    edge_table = pd.DataFrame(
-        {
-            "LABEL": [f"ID{s} → ID{t}" for s, t in zip(edges["source"], edges["target"], strict=True)],
-            "TRACK_ID": lineage.reindex(edges["source"]).to_numpy(np.int64),
-            "SPOT_SOURCE_ID": edges["source"].to_numpy(np.int64),
-            "SPOT_TARGET_ID": edges["target"].to_numpy(np.int64),
-            "LINK_COST": cost,
-            "SPEED": displacement / dt if len(edges) else np.zeros(0),
-            "DISPLACEMENT": displacement,
-            "EDGE_TIME": (src["frame"].to_numpy(float) + dst["frame"].to_numpy(float)) / 2.0,
-            "EDGE_X_LOCATION": (src["x"].to_numpy(float) + dst["x"].to_numpy(float)) / 2.0,
-            "EDGE_Y_LOCATION": (src["y"].to_numpy(float) + dst["y"].to_numpy(float)) / 2.0,
-            "EDGE_Z_LOCATION": np.zeros(len(edges)),
-        }
-    )
-    edge_table = edge_table.sort_values(["TRACK_ID", "EDGE_TIME", "SPOT_SOURCE_ID"], kind="stable")
-    return spots, edge_table.reset_index(drop=True)
-
-
-def trackmate_edges_path(spots_path: str | Path) -> Path:
-    """The edges table beside a spots table: ``*spots.csv`` → ``*edges.csv``, else ``*_edges.csv``."""
-    spots_path = Path(spots_path)
-    stem = spots_path.stem
-    if stem.lower().endswith("spots"):
-        return spots_path.with_name(f"{stem[:-5]}edges{spots_path.suffix}")
-    return spots_path.with_name(f"{stem}_edges{spots_path.suffix}")
-
-
-def write_trackmate_csv(
-    graph: TrackGraph, path: str | Path, overwrite: bool = False, edges_path: str | Path | None = None
-) -> tuple[Path, Path]:
-    """Write TrackMate's "export to CSV" spots and edges tables (four header rows each).
-
-    Parameters
-    ----------
-    graph : TrackGraph
-    path : str or pathlib.Path
-        The spots table (``.csv``).
-    overwrite : bool
-        Replace existing files; otherwise existing outputs raise before anything is written.
-    edges_path : str or pathlib.Path, optional
-        The edges table; default :func:`trackmate_edges_path` of ``path``.
-
-    Returns
-    -------
-    tuple of pathlib.Path
-        ``(spots_path, edges_path)``.
-
-    Notes
-    -----
-    Units are pixels and frames. TrackMate reads such tables through its CSV importer
-    (Fiji → Plugins → Tracking → TrackMate CSV importer), mapping ``POSITION_X/Y``,
-    ``FRAME``, ``RADIUS`` and ``TRACK_ID``; see :func:`trackmate_tables` for the columns.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".csv":
-        raise ValueError(f"{path}: a TrackMate table is a .csv file; give a name like spots.csv")
-    edges_path = Path(edges_path) if edges_path is not None else trackmate_edges_path(path)
-    if edges_path.resolve() == path.resolve():
-        raise ValueError(f"{path}: the spots and edges tables need different file names")
-    for target in (path, edges_path):
-        check_output(target, overwrite)
-    spots, edges = trackmate_tables(graph)
-    for target, table, header in ((path, spots, _SPOT_HEADER), (edges_path, edges, _EDGE_HEADER)):
-        columns = {key: (name, short, unit) for key, name, short, unit in header}
-        with atomic_output_file(target, overwrite) as tmp:
-            _write_four_row_csv(tmp, table, [(key, *columns[key]) for key in table.columns])
-    return path, edges_path
-
-
-def _write_four_row_csv(path: Path, table: pd.DataFrame, header: Sequence[tuple[str, str, str, str]]) -> None:
-    rows = [",".join(_csv_cell(part[i]) for part in header) for i in range(4)]
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write("\n".join(rows) + "\n")
-        table.to_csv(handle, header=False, index=False, lineterminator="\n")
-
-
-def _csv_cell(text: str) -> str:
-    return f'"{text}"' if any(c in text for c in ',"\n') else text
-
-
 # ---------------------------------------------------------------------- GEFF
-def write_geff(graph: TrackGraph, path: str | Path, overwrite: bool = False, zarr_format: int = 2) -> Path:
+#: Units and descriptions of the node properties celltrack writes into a GEFF (positions in pixels,
+#: times in frames; the axes carry the scale to physical units when the movie declares one).
+GEFF_NODE_PROPERTIES: dict[str, tuple[str | None, str]] = {
+    "t": ("frame", "frame index, 0-based"),
+    "y": ("pixel", "centroid row"),
+    "x": ("pixel", "centroid column"),
+    "area": ("pixel^2", "object area"),
+    "label": (None, "object label in the frame's mask, 0 for a position without an object"),
+    "track_id": (None, "CTC track id (res_track.txt label); a link that skips frames starts a new track"),
+    "parent_track_id": (None, "CTC parent track id, 0 for none"),
+    "tracklet_id": (None, "maximal one-to-one chain (GEFF tracklet)"),
+    "lineage_id": (None, "connected component, divisions included (GEFF lineage)"),
+    "mean_intensity": ("counts", "mean raw intensity over the object"),
+}
+
+
+def write_geff(
+    graph: TrackGraph,
+    path: str | Path,
+    overwrite: bool = False,
+    zarr_format: int = 2,
+    calibration: Calibration | None = None,
+    movie: str | Path | None = None,
+) -> Path:
     """Write the graph as a GEFF zarr group with the ``geff`` package (liveimagetrackingtools.org/geff).
 
     Node properties: axes ``t`` (frame), ``y``, ``x`` (pixels), ``area``, ``label`` (mask
     label), ``track_id`` / ``parent_track_id`` (CTC tracks, as in ``res_track.txt``),
     ``tracklet_id`` and ``lineage_id`` (GEFF's tracklet and lineage definitions, declared in
     ``track_node_props``), and any other numeric node column. An edge ``cost`` column is kept.
+    The metadata name every axis with its type and unit, and, when ``calibration`` knows them,
+    the scale to micrometres and seconds (``scale`` / ``scaled_unit``); every property has a unit
+    (where it has one) and a description.
 
     Parameters
     ----------
@@ -368,6 +166,10 @@ def write_geff(graph: TrackGraph, path: str | Path, overwrite: bool = False, zar
         Replace an existing ``path``.
     zarr_format : int
         2 (default, read by every GEFF reader) or 3.
+    calibration : Calibration, optional
+        Pixel size and frame interval of the movie.
+    movie : str or pathlib.Path, optional
+        The movie the tracks belong to, recorded in the metadata's ``extra``.
 
     Returns
     -------
@@ -376,20 +178,21 @@ def write_geff(graph: TrackGraph, path: str | Path, overwrite: bool = False, zar
     Raises
     ------
     ValueError
-        When the optional ``geff`` package is not installed, or ``zarr_format`` is not 2 or 3.
+        When the ``geff`` package cannot be imported, or ``zarr_format`` is not 2 or 3.
     """
     try:
         import geff
         from geff.core_io import write_arrays
-        from geff_spec import Axis, GeffMetadata
+        from geff_spec import Axis, DisplayHint, GeffMetadata, PropMetadata
     except ImportError as err:
         raise ValueError(
-            f"writing GEFF needs the optional 'geff' package ({err}); install it with: pip install geff"
+            f"writing GEFF needs the 'geff' package ({err}); reinstall celltrack or run: pip install geff"
         ) from err
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     path = Path(path)
     check_output(path, overwrite)
+    calibration = calibration or Calibration()
     table = graph.to_table().set_index("node_id").loc[graph.nodes.index]
     node_props: dict[str, np.ndarray] = {
         "t": graph.nodes["frame"].to_numpy(np.int64),
@@ -411,24 +214,39 @@ def write_geff(graph: TrackGraph, path: str | Path, overwrite: bool = False, zar
         edge_props["cost"] = graph.edges["cost"].to_numpy(np.float64)
     node_ids = graph.nodes.index.to_numpy(np.int64)
     edge_ids = graph.edges[["source", "target"]].to_numpy(np.int64).reshape(-1, 2)
+
+    def axis(name: str, kind: str, unit: str, known: bool, scale: float, scaled_unit: str) -> Axis:
+        if not known:
+            return Axis(name=name, type=kind, unit=unit)
+        return Axis(name=name, type=kind, unit=unit, scale=scale, scaled_unit=scaled_unit)
+
+    space = (calibration.space_known, calibration.pixel_size, calibration.space_unit)
+    time = (calibration.time_known, calibration.frame_interval, calibration.time_unit)
+    other = (None, "node column of the celltrack result")
     metadata = GeffMetadata(
         geff_version=geff.__version__,
         directed=True,
         axes=[
-            Axis(name="t", type="time", unit="frame"),
-            Axis(name="y", type="space", unit="pixel"),
-            Axis(name="x", type="space", unit="pixel"),
+            axis("t", "time", "frame", *time),
+            axis("y", "space", "pixel", *space),
+            axis("x", "space", "pixel", *space),
         ],
-        node_props_metadata={},
-        edge_props_metadata={},
-        track_node_props={"tracklet": "tracklet_id", "lineage": "lineage_id"},
-        extra={
-            "celltrack": {
-                "track_id": "CTC track id (res_track.txt label); a link that skips frames starts a new track",
-                "parent_track_id": "CTC parent track id, 0 for none",
-                "label": "object label in the frame's mask, 0 for a position without an object",
-            }
+        display_hints=DisplayHint(display_horizontal="x", display_vertical="y", display_time="t"),
+        node_props_metadata={
+            name: PropMetadata(
+                identifier=name,
+                dtype=values.dtype,
+                unit=GEFF_NODE_PROPERTIES.get(name, other)[0],
+                description=GEFF_NODE_PROPERTIES.get(name, other)[1],
+            )
+            for name, values in node_props.items()
         },
+        edge_props_metadata={
+            name: PropMetadata(identifier=name, dtype=values.dtype, description="linking cost")
+            for name, values in edge_props.items()
+        },
+        track_node_props={"tracklet": "tracklet_id", "lineage": "lineage_id"},
+        extra={"celltrack": {"version": __version__, "movie": str(movie) if movie is not None else None}},
     )
     with atomic_output_dir(path, overwrite) as tmp:
         # geff refuses any existing path as "a geff already present", so write beside and move in.
@@ -448,9 +266,71 @@ def write_geff(graph: TrackGraph, path: str | Path, overwrite: bool = False, zar
     return path
 
 
+# ---------------------------------------------------------------------- the movie behind a result
+def result_movie(result: ResultFolder, images: str | Path | None = None) -> Path | None:
+    """The raw movie of a result: ``images`` when given, else the one its run record names, if it exists."""
+    if images is not None:
+        return Path(images)
+    recorded = ((result.record or {}).get("inputs") or {}).get("images") or {}
+    path = recorded.get("path") if isinstance(recorded, dict) else None
+    if path and Path(path).exists():
+        return Path(path)
+    if path:
+        logger.warning("%s: the recorded movie %s is gone; pass --images to name it", result.path, path)
+    return None
+
+
+def node_intensities(result: ResultFolder, movie: str | Path) -> pd.Series:
+    """Mean raw intensity of every node over its object in the result's masks.
+
+    Parameters
+    ----------
+    result : ResultFolder
+        With masks (``maskTTT.tif``, pixels = CTC track ids).
+    movie : str or pathlib.Path
+        The raw movie, frame for frame the size of the masks.
+
+    Returns
+    -------
+    pandas.Series
+        float64 indexed by node id (NaN for a node whose track id is missing from its frame's mask).
+
+    Raises
+    ------
+    ValueError
+        Without masks, or a movie of another size.
+    """
+    if result.frame_shape is None:
+        raise ValueError(f"{result.path}: no masks to measure intensities in")
+    images = open_sequence(movie)
+    masks = open_sequence(result.path, prefix="mask")
+    if (len(images), images.frame_shape) != (len(masks), masks.frame_shape):
+        raise ValueError(
+            f"{movie}: {len(images)} frames of {images.frame_shape} do not match the {len(masks)} masks of "
+            f"{masks.frame_shape} in {result.path}; pass the movie this result was tracked on"
+        )
+    graph = result.graph
+    track_of = graph.tracks().node_track
+    frames = graph.nodes["frame"].to_numpy()
+    out = pd.Series(np.nan, index=graph.nodes.index, dtype=np.float64)
+    for t in np.unique(frames):
+        mask = masks[int(t)].astype(np.int64).ravel()
+        sums = np.bincount(mask, weights=images[int(t)].astype(np.float64).ravel())
+        counts = np.bincount(mask)
+        nodes = graph.nodes.index[frames == t]
+        ids = track_of.loc[nodes].to_numpy()
+        inside = ids < len(counts)
+        found = np.zeros(len(ids), bool)
+        found[inside] = counts[ids[inside]] > 0
+        values = np.full(len(ids), np.nan)
+        values[found] = sums[ids[found]] / counts[ids[found]]
+        out.loc[nodes] = values
+    return out
+
+
 # ---------------------------------------------------------------------- one entry point
 def export_tracks(graph: TrackGraph, path: str | Path, fmt: str, overwrite: bool = False) -> list[Path]:
-    """Write ``graph`` in one of :data:`EXPORT_FORMATS`.
+    """Write ``graph`` in one of the graph-only :data:`EXPORT_FORMATS` (all but ``trackmate-xml``).
 
     Parameters
     ----------
@@ -477,4 +357,67 @@ def export_tracks(graph: TrackGraph, path: str | Path, fmt: str, overwrite: bool
         if path.suffix.lower() != f".{fmt}":
             raise ValueError(f"{path}: a {fmt} table needs a .{fmt} file name")
         return [write_table(graph.to_table(), path, overwrite)]
+    if fmt == "trackmate-xml":
+        raise ValueError("trackmate-xml needs the result folder (image size, movie); use export_result")
     raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+
+
+def export_result(
+    res_dir: str | Path,
+    path: str | Path,
+    fmt: str,
+    overwrite: bool = False,
+    images: str | Path | None = None,
+    pixel_size: float | None = None,
+    frame_interval: float | None = None,
+) -> list[Path]:
+    """Export a result folder in one of :data:`EXPORT_FORMATS` (what ``celltrack export`` runs).
+
+    ``trackmate-xml`` and ``geff`` carry the movie's calibration (its TIFF metadata, or the
+    overrides); ``trackmate-xml`` also names the movie and, when it can be read, gives every spot
+    its mean intensity.
+
+    Parameters
+    ----------
+    res_dir : str or pathlib.Path
+        The result folder (``NN_RES``).
+    path : str or pathlib.Path
+        The output file (zarr folder for ``geff``).
+    fmt : str
+        One of :data:`EXPORT_FORMATS`.
+    overwrite : bool
+    images : str or pathlib.Path, optional
+        The raw movie; default the one named by the result's run record.
+    pixel_size : float, optional
+        Micrometres per pixel, instead of the movie's metadata.
+    frame_interval : float, optional
+        Seconds between frames, instead of the movie's metadata.
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    check_output(path, overwrite)
+    result = read_result(res_dir)
+    if fmt not in ("trackmate-xml", "geff"):
+        return export_tracks(result.graph, path, fmt, overwrite)
+    movie = result_movie(result, images)
+    calibration = (read_calibration(movie) if movie is not None else Calibration()).with_overrides(
+        pixel_size, frame_interval
+    )
+    if fmt == "geff":
+        return [write_geff(result.graph, path, overwrite, calibration=calibration, movie=movie)]
+    if result.frame_shape is None:
+        raise ValueError(f"{result.path}: no maskTTT.tif files; TrackMate needs the masks' frame size")
+    intensities = None
+    if "mean_intensity" in result.graph.nodes.columns:
+        intensities = result.graph.nodes["mean_intensity"].astype(np.float64)
+    elif movie is not None:
+        try:
+            intensities = node_intensities(result, movie)
+        except ValueError as err:
+            logger.warning("no mean intensities: %s", str(err).splitlines()[0])
+    image = TrackMateImage(result.frame_shape, result.n_frames, movie, calibration)
+    return [write_trackmate_xml(result.graph, path, image, intensities, overwrite, source=str(result.path))]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from celltrack import __version__
+from celltrack.io.atomic import final_path
 
 RECORD_NAME = "celltrack.json"
 
@@ -91,9 +92,12 @@ def run_record(
 
 
 def sequence_fingerprint(sequence: Any) -> dict[str, Any]:
-    """Path, shape and checksums of the first and last frame of an :class:`ImageSequence`."""
+    """Path, shape and checksums of the first and last frame of an :class:`ImageSequence`.
+
+    The path is the movie's final one, also for a movie written into a temporary output folder.
+    """
     info: dict[str, Any] = {
-        "path": str(Path(sequence.source).absolute()),
+        "path": str(final_path(Path(sequence.source).absolute())),
         "shape": list(sequence.shape),
         "dtype": str(sequence.dtype),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 #: File-name patterns of CTC frame folders: raw frames, results, TRA markers and SEG masks.
 FRAME_PATTERN = re.compile(r"^(?P<prefix>t|mask|man_track|man_seg)(?P<index>\d{3,4})\.tiff?$")
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: Sequence folders of a CTC data set: ``01``, ``02`` … (beside their ``NN_GT`` / ``NN_ST``).
+SEQUENCE_FOLDER = re.compile(r"^\d{2,}$")
 
 
 class ImageSequence:
@@ -179,6 +181,64 @@ def list_frame_files(folder: Path, prefix: str | None = None) -> tuple[str, dict
     return best, found[best]
 
 
+def is_raw_sequence_folder(path: str | Path) -> bool:
+    """A folder holding raw CTC frames ``tTTT.tif`` (not ground truth, results or anything else)."""
+    try:
+        return any(
+            (match := FRAME_PATTERN.match(child.name)) is not None and match["prefix"] == "t"
+            for child in Path(path).iterdir()
+        )
+    except OSError:
+        return False
+
+
+def dataset_sequences(path: str | Path) -> list[Path]:
+    """The sequence folders of a CTC data set folder, or ``[]`` for anything else.
+
+    A data set (``Fluo-N2DL-HeLa``, or what ``celltrack synth pos1`` writes) holds sequence
+    folders ``01``, ``02`` … of raw frames beside their ``NN_GT`` / ``NN_ST``, and no frames itself.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``path / "01"``, ``path / "02"`` … in name order.
+    """
+    path = Path(path)
+    if not path.is_dir() or is_raw_sequence_folder(path):
+        return []
+    return sorted(
+        child
+        for child in path.iterdir()
+        if child.is_dir() and SEQUENCE_FOLDER.match(child.name) and is_raw_sequence_folder(child)
+    )
+
+
+def expand_datasets(paths: Iterable[str | Path]) -> list[Path]:
+    """Replace every CTC data set folder among ``paths`` by its sequence folders (a one-line note each).
+
+    Parameters
+    ----------
+    paths : iterable of str or pathlib.Path
+
+    Returns
+    -------
+    list of pathlib.Path
+        In input order, each data set replaced in place by its sequences; other paths unchanged.
+    """
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        sequences = dataset_sequences(path)
+        if sequences:
+            names = ", ".join(f"{path.name}_{s.name}" for s in sequences)
+            logger.info("%s: a CTC data set; expanded into its sequences %s", path, names)
+        expanded.extend(sequences or [path])
+    return expanded
+
+
 def open_sequence(path: str | Path, prefix: str | None = None) -> ImageSequence:
     """Open a movie lazily.
 
@@ -187,7 +247,8 @@ def open_sequence(path: str | Path, prefix: str | None = None) -> ImageSequence:
     path : str or pathlib.Path
         A CTC folder of frames (``t000.tif`` …, ``mask000.tif`` …, ``man_track000.tif`` …),
         a multi-page TIFF of shape (T, Y, X) (a 2-D TIFF is a one-frame movie), or a zarr
-        array of shape (T, Y, X).
+        array of shape (T, Y, X). A CTC data set folder with a single sequence ``01`` opens as
+        that sequence (with a note); one with several is an error naming them.
     prefix : str, optional
         For folders: which frame files to read (``t``, ``mask``, ``man_track``, ``man_seg``).
 
@@ -208,6 +269,16 @@ def open_sequence(path: str | Path, prefix: str | None = None) -> ImageSequence:
     if path.suffix == ".zarr" or (path.is_dir() and is_zarr):
         return _open_zarr(path)
     if path.is_dir():
+        sequences = dataset_sequences(path) if prefix in (None, "t") else []
+        if len(sequences) > 1:
+            names = ", ".join(s.name for s in sequences)
+            raise ValueError(
+                f"{path}: a CTC data set of {len(sequences)} sequences ({names}); pass one of them "
+                f"(e.g. {sequences[0]}) or process them all with: celltrack batch {path} --out DIR"
+            )
+        if sequences:
+            logger.info("%s: a CTC data set; using its sequence %s", path, sequences[0])
+            path = sequences[0]
         return _open_folder(path, prefix)
     if path.suffix.lower() in TIFF_SUFFIXES:
         return _open_multipage(path)

@@ -19,7 +19,7 @@ import numpy as np
 
 import celltrack
 from celltrack.graph import TrackGraph
-from celltrack.io import detections_from_sequence, open_sequence
+from celltrack.io import detections_from_sequence, final_path, open_sequence
 from celltrack.metrics.base import TrackingData
 from celltrack.metrics.ctc import (
     CTCMetrics,
@@ -205,8 +205,9 @@ def evaluate(
         metrics=scores,
         thresholds=curve.thresholds if curve is not None else None,
         precision=curve.precision if curve is not None else None,
-        res_dir=str(res_dir),
-        gt_dir=str(gt_dir),
+        # a result being written (the demo's) is recorded and labelled by where it will be
+        res_dir=str(final_path(res_dir)),
+        gt_dir=str(final_path(gt_dir)),
         from_frame=from_frame,
         n_cells=curve.n_cells if curve is not None else 0,
         n_compared=curve.n_compared if curve is not None else 0,

@@ -27,7 +27,7 @@ from celltrack.io import (
     open_sequence,
     write_table,
 )
-from celltrack.io.ctc import format_track_table, render_result_masks
+from celltrack.io.ctc import format_track_table, label_frame, render_result_masks
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.link import Linker, LinkerConfig
 from celltrack.pipeline.segment import MovieSegmenter, SegmentationConfig, model_checksums
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], Iterable[T]]
-#: Whether ``celltrack track`` scores mitosis with RecogNet by default (see README, "Measured").
+#: Whether ``celltrack track`` scores mitosis with RecogNet by default (see docs/benchmarks.md).
 MITOSIS_DEFAULT_ENABLED = False
 
 
@@ -133,7 +133,8 @@ def _label_frames(
             raise ValueError("a segmenter is needed when no detections are given")
         frames = segmenter.label_frames(images, ticks)
     else:
-        frames = (_given_labels(detections_source, t) for t in ticks)
+        # checked, and a label split into pieces far apart keeps its largest one (with a warning)
+        frames = (label_frame(detections_source, t) for t in ticks)
     for t, labels in enumerate(frames):
         labels = labels.astype(np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
         tifffile.imwrite(store / frame_name("labels", t, n), labels)
@@ -142,19 +143,6 @@ def _label_frames(
     return (
         pd.concat(tables, ignore_index=True) if tables else measure_detections(np.zeros((1, 1), np.uint16), 0)
     )
-
-
-def _given_labels(detections: ImageSequence, t: int) -> np.ndarray:
-    """Frame ``t`` of user-given detections, checked to be a non-negative integer label image."""
-    labels = detections[t]
-    where = detections.paths[t] if detections.paths else detections.source
-    if labels.dtype.kind not in "ui":
-        raise ValueError(f"{where}: detections must be integer label images, got {labels.dtype}")
-    if labels.dtype.kind == "i" and labels.min(initial=0) < 0:
-        raise ValueError(
-            f"{where}: detections hold negative labels; labels must be 0 (background) or positive"
-        )
-    return labels
 
 
 def check_detections_match(images: ImageSequence, detections: ImageSequence) -> None:

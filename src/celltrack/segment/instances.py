@@ -67,7 +67,7 @@ class InstancesConfig(BaseModel):
     )
     smoothing_sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of P(interior) (px).")
     # boundary_weight and split_levels are off: with the shipped model they gained <= 0.01 on its validation
-    # frames and lost on the benchmark's held-out frames (README, "Measured").
+    # frames and lost on the benchmark's held-out frames (docs/benchmarks.md).
     boundary_weight: float = Field(
         0.0,
         ge=0,

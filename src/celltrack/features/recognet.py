@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -42,8 +42,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.nn import functional as nnf
 
+from celltrack.cf import centres_array, window_origins
 from celltrack.features.base import FeatureExtractor, FullFrameExtractor, crop_windows, standardise_windows
-from celltrack.models.recognet import RecogNet
+from celltrack.models.recognet import TRACKING_RECOGNET_PATH, RecogNet
 from celltrack.models.recognet_data import normalise_frame
 from celltrack.models.segnet import resize_maps
 
@@ -54,12 +55,15 @@ INPUT_LAYER = -1
 
 __all__ = [
     "INPUT_LAYER",
+    "FrameRegions",
     "RecogNetFeatures",
     "RecogNetFeaturesConfig",
     "StudyWindowFeatures",
     "extract_recognet_windows",
+    "grid_input",
     "receptive_radius",
     "recognet_feature_maps",
+    "sample_strided",
     "standardise_layer",
     "upsample_aligned",
 ]
@@ -149,13 +153,50 @@ def upsample_aligned(maps: torch.Tensor, stride: int, size: tuple[int, int]) -> 
     return nnf.interpolate(maps, size=full, mode="bilinear", align_corners=True)[..., : size[0], : size[1]]
 
 
+def grid_input(model: RecogNet, frame: np.ndarray | torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Network input of a raw frame on the model grid: normalised, resized by ``scale``, standardised.
+
+    The resizing keeps pixel centres: frame pixel ``c`` lands on grid coordinate ``(c + 0.5) · scale - 0.5``
+    (antialiased when shrinking); the grid has ``floor(Y · scale) × floor(X · scale)`` pixels.
+
+    Returns
+    -------
+    torch.Tensor, shape (1, 1, Y', X'), float32 on the model's device
+    """
+    if isinstance(frame, torch.Tensor):
+        frame = frame.detach().cpu().numpy()
+    frame = np.asarray(frame)
+    if frame.ndim != 2:
+        raise ValueError(f"frame must be 2-D (Y, X), got shape {frame.shape}; pass one time point")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    cfg = model.config
+    tensor = torch.from_numpy(normalise_frame(frame, cfg.background_percentile, cfg.high_percentile))[
+        None, None
+    ]
+    if scale != 1.0:
+        tensor = nnf.interpolate(
+            tensor,
+            scale_factor=scale,
+            mode="bilinear",
+            align_corners=False,
+            antialias=scale < 1.0,
+            recompute_scale_factor=False,
+        )
+        if min(tensor.shape[-2:]) < 1:
+            raise ValueError(f"a {frame.shape} frame scaled by {scale:.3g} leaves no pixels")
+    return model.standardise(tensor.to(model.device))
+
+
 def recognet_feature_maps(
     model: RecogNet,
     frame: np.ndarray | torch.Tensor,
     layers: Sequence[int] = (2, 3, 5),
     scale: float = 1.0,
+    *,
+    grid: bool = False,
 ) -> list[torch.Tensor]:
-    """Full-frame RecogNet conv maps at the frame's resolution.
+    """Full-frame RecogNet conv maps at the frame's (or the model grid's) resolution.
 
     Parameters
     ----------
@@ -165,40 +206,29 @@ def recognet_feature_maps(
     layers : sequence of int
         0-based conv layers; :data:`INPUT_LAYER` (-1) for the standardised input.
     scale : float
-        The network runs on the frame resized by this factor (e.g. to bring nuclei to the scale it learnt);
-        its maps are resized back, so they stay pixel-aligned with the frame.
+        The network runs on the frame resized by this factor (:func:`grid_input`, e.g. to bring nuclei to
+        the scale it learnt).
+    grid : bool
+        Return the maps on that resized grid; otherwise they are resized back to the frame, pixel-aligned.
 
     Returns
     -------
     list of torch.Tensor
-        One (C_l, Y, X) float32 map per layer on the model's device, pixel-aligned with the frame.
+        One (C_l, Y, X) float32 map per layer on the model's device ((C_l, Y', X') with ``grid``).
     """
-    if isinstance(frame, torch.Tensor):
-        frame = frame.detach().cpu().numpy()
-    frame = np.asarray(frame)
-    if frame.ndim != 2:
-        raise ValueError(f"frame must be 2-D (Y, X), got shape {frame.shape}; pass one time point")
+    frame_size = tuple(np.shape(frame))
+    image = grid_input(model, frame, scale)
     cfg = model.config
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale}")
-    image = normalise_frame(frame, cfg.background_percentile, cfg.high_percentile)
-    frame_size = image.shape
-    if scale != 1.0:
-        size = (max(1, round(frame_size[0] * scale)), max(1, round(frame_size[1] * scale)))
-        image = resize_maps(torch.from_numpy(image)[None, None], size)[0, 0].numpy()
-    height, width = image.shape
+    height, width = image.shape[-2:]
     deepest = max(layers)
     max_stride = cfg.layer_strides[deepest] if deepest >= 0 else 1
     margin = -(-receptive_radius(deepest) // max_stride) * max_stride + max_stride
     # The padded size is a multiple of the deepest stride so that every layer's grid starts at padded pixel 0.
     pad_bottom = margin + (-(height + 2 * margin)) % max_stride
     pad_right = margin + (-(width + 2 * margin)) % max_stride
-    tensor = torch.from_numpy(image).to(model.device)[None, None]
     # An empty field of view (normalised background 0) around the frame, not zero after standardisation.
     padded = nnf.pad(
-        model.standardise(tensor),
-        (margin, pad_right, margin, pad_bottom),
-        value=float(model.standardise(torch.zeros(())).item()),
+        image, (margin, pad_right, margin, pad_bottom), value=float(model.standardise(torch.zeros(())).item())
     )
     was_training = model.training
     model.eval()
@@ -209,8 +239,10 @@ def recognet_feature_maps(
             for layer in layers:
                 stride = cfg.layer_strides[layer] if layer >= 0 else 1
                 source = maps[layer] if layer >= 0 else padded
-                full = upsample_aligned(source, stride, (margin + height, margin + width))
-                out.append(resize_maps(full[:, :, margin:, margin:], frame_size)[0].contiguous())
+                full = upsample_aligned(source, stride, (margin + height, margin + width))[
+                    :, :, margin:, margin:
+                ]
+                out.append((full if grid else resize_maps(full, frame_size))[0].contiguous())
     finally:
         model.train(was_training)
     return out
@@ -243,18 +275,33 @@ def standardise_layer(windows: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 class RecogNetFeatures(FullFrameExtractor):
-    """RecogNet conv maps (conv3, conv4, conv6 by default) computed once per frame and cropped per window.
+    """RecogNet conv maps (see :class:`RecogNetFeaturesConfig` for the layers) as correlation-filter layers.
+
+    Windows live on the *model grid*: the frame rescaled so that its nuclei have the diameter the network
+    was trained at (``grid_scale`` model pixels per frame pixel; 1 when the movie's nuclei are within 5 % of
+    it, or when no diameter is known). The tracker maps positions to that grid, so a SIM+ nucleus of 55 px
+    is followed in a 40 px window of 16 px nuclei instead of a 135 px one, and the network never runs on,
+    nor upsamples to, a resolution the filters do not use.
+
+    For every frame, the trunk runs once, batched, on the parts of the frame that the requested windows
+    need: square tiles (window plus a recentring slack, plus the receptive-field context) around the
+    windows, or the whole frame when the tiles would cost more. Deep layers stay at their stride; each
+    window is interpolated from its low-resolution block (exactly as :func:`upsample_aligned` would do for
+    the whole frame). :meth:`compute_maps` gives the same features as full grid-resolution maps (slow; for
+    inspection and tests).
 
     Parameters
     ----------
     model : RecogNet, str or pathlib.Path, optional
-        A network or a model folder; the model shipped with celltrack by default.
+        A network or a model folder; the model shipped for tracking features by default
+        (:data:`~celltrack.models.recognet.TRACKING_RECOGNET_PATH`).
     config : RecogNetFeaturesConfig, optional
     device : torch.device or str
         Where maps and windows are computed (CPU default).
     nucleus_diameter : float, optional
-        Typical nucleus diameter in the movie (px); with ``config.model_diameter`` set, frames are resized
-        by ``model_diameter / nucleus_diameter`` (within ±5 %: not at all).
+        Typical nucleus diameter in the movie (px); frames are resized by ``model_diameter /
+        nucleus_diameter`` (within ±5 %: not at all). ``model_diameter`` is the config's, else the model's
+        training diameter.
     """
 
     name = "recognet"
@@ -269,18 +316,36 @@ class RecogNetFeatures(FullFrameExtractor):
         self.config = config if config is not None else RecogNetFeaturesConfig()
         if nucleus_diameter is not None and not (math.isfinite(nucleus_diameter) and nucleus_diameter > 0):
             raise ValueError(f"nucleus_diameter must be a positive number (px), got {nucleus_diameter}")
-        self.scale = 1.0
-        if nucleus_diameter is not None and self.config.model_diameter is not None:
-            factor = self.config.model_diameter / nucleus_diameter
-            self.scale = 1.0 if abs(math.log(factor)) <= math.log(1.05) else factor
         self.device = torch.device(device)
         if model is None or isinstance(model, str | Path):
-            model = RecogNet.load(model, device=self.device)
+            model = RecogNet.load(model if model is not None else TRACKING_RECOGNET_PATH, device=self.device)
         elif not isinstance(model, RecogNet):
             raise TypeError(f"model must be a RecogNet or a model folder path, got {type(model).__name__}")
         self.model = model.to(self.device).eval()
+        if max(self.config.layers) >= len(self.model.config.channels):
+            raise ValueError(f"layers {self.config.layers} exceed the network's conv layers")
+        self.model_diameter = (
+            self.config.model_diameter
+            if self.config.model_diameter is not None
+            else self.model.config.nucleus_diameter
+        )
+        self.scale = 1.0
+        if nucleus_diameter is not None and self.model_diameter is not None:
+            factor = self.model_diameter / nucleus_diameter
+            self.scale = 1.0 if abs(math.log(factor)) <= math.log(1.05) else factor
         self.layer_weights = tuple(self.config.layer_weights)
+        cfg = self.model.config
+        deepest = max(self.config.layers)
+        self.strides = tuple(cfg.layer_strides[i] if i >= 0 else 1 for i in self.config.layers)
+        self.max_stride = cfg.layer_strides[deepest] if deepest >= 0 else 1
+        # Context around every computed region: the deepest layer's receptive radius (a stride multiple).
+        self.margin = -(-receptive_radius(deepest) // self.max_stride) * self.max_stride + self.max_stride
         self._fill = self._background_features()
+
+    @property
+    def grid_scale(self) -> float:
+        """Model-grid pixels per frame pixel (windows, centres and filters live on that grid)."""
+        return self.scale
 
     @property
     def layer_channels(self) -> tuple[int, ...]:
@@ -293,9 +358,13 @@ class RecogNetFeatures(FullFrameExtractor):
         maps = recognet_feature_maps(self.model, np.zeros((side, side), np.float32), self.config.layers)
         return [m[:, side // 2, side // 2].clone() for m in maps]
 
+    def grid_image(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The frame normalised, rescaled to the model grid and standardised: (1, 1, Y', X') float32."""
+        return grid_input(self.model, frame, self.scale).to(self.device)
+
     def compute_maps(self, frame: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
-        """Full-frame maps: one (C_l, Y, X) tensor per layer."""
-        return recognet_feature_maps(self.model, frame, self.config.layers, self.scale)
+        """Full maps at the model grid's resolution: one (C_l, Y', X') tensor per layer (reference path)."""
+        return recognet_feature_maps(self.model, frame, self.config.layers, self.scale, grid=True)
 
     def windows_from_maps(
         self, maps: Sequence[torch.Tensor], centres: np.ndarray | torch.Tensor, size: int
@@ -303,11 +372,216 @@ class RecogNetFeatures(FullFrameExtractor):
         """Crop (empty-field fill outside the image) and standardise windows: (N, C_l, S, S) per layer."""
         if len(maps) != self.n_layers:
             raise ValueError(f"{self.name} expects {self.n_layers} layer maps, got {len(maps)}")
-        standardise = standardise_windows if self.config.normalisation == "channel" else standardise_layer
         return [
-            standardise(crop_windows(layer, centres, size, fill=fill.to(layer.device)))
+            self._standardise(crop_windows(layer, centres, size, fill=fill.to(layer.device)))
             for layer, fill in zip(maps, self._fill, strict=True)
         ]
+
+    def _standardise(self, windows: torch.Tensor) -> torch.Tensor:
+        if self.config.normalisation == "channel":
+            return standardise_windows(windows)
+        return standardise_layer(windows)
+
+    def window_cropper(
+        self, frame: np.ndarray | torch.Tensor, size: int
+    ) -> Callable[[np.ndarray | torch.Tensor], list[torch.Tensor]]:
+        """Crop function over the lazily computed regions of this frame (centres, ``size``: model grid)."""
+        regions = FrameRegions(self, frame)
+        return lambda centres: regions.windows(centres, size)
+
+    def extract_windows(
+        self, frame: np.ndarray | torch.Tensor, centres: np.ndarray | torch.Tensor, size: int
+    ) -> list[torch.Tensor]:
+        """Feature windows around model-grid ``centres`` (see :meth:`FeatureExtractor.extract_windows`)."""
+        return FrameRegions(self, frame).windows(centres, size)
+
+
+class FrameRegions:
+    """One frame's RecogNet maps, computed when windows ask for them (tiles or the whole frame).
+
+    Parameters
+    ----------
+    extractor : RecogNetFeatures
+    frame : numpy.ndarray or torch.Tensor, shape (Y, X)
+        Raw frame.
+    slack : float
+        Tiles cover each window plus this fraction of its side on every side, so that the windows of a
+        recentring pass (a few px away) reuse them.
+
+    Attributes
+    ----------
+    passes : int
+        Forward passes run so far (each one batched over all its tiles).
+    computed_pixels : int
+        Input pixels the trunk has run on, context included.
+    """
+
+    def __init__(self, extractor: RecogNetFeatures, frame: np.ndarray | torch.Tensor, slack: float = 0.25):
+        self.extractor = extractor
+        image = extractor.grid_image(frame)
+        self.height, self.width = int(image.shape[-2]), int(image.shape[-1])
+        margin, stride = extractor.margin, extractor.max_stride
+        # Padded with the empty-field value; the padded size is a multiple of the deepest stride so that
+        # every layer's grid starts at padded pixel 0 (and at every tile origin, a multiple of it).
+        pad_bottom = margin + (-(self.height + 2 * margin)) % stride
+        pad_right = margin + (-(self.width + 2 * margin)) % stride
+        empty = float(extractor.model.standardise(torch.zeros(())).item())
+        self.padded = nnf.pad(image, (margin, pad_right, margin, pad_bottom), value=empty)
+        self.slack = slack
+        self.full: list[torch.Tensor] | None = None
+        self.tile_side = 0
+        self.tile_origins = torch.zeros((0, 2), dtype=torch.int64)
+        self.tile_maps: list[torch.Tensor] = []
+        self.passes = 0
+        self.computed_pixels = 0
+
+    def _run(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Low-resolution maps (K, C_l, h_l, w_l) of the feature layers for padded inputs (K, 1, H, W)."""
+        extractor = self.extractor
+        layers = extractor.config.layers
+        self.passes += 1
+        self.computed_pixels += int(inputs.shape[0] * inputs.shape[-2] * inputs.shape[-1])
+        with torch.inference_mode():
+            maps = extractor.model.conv_maps(inputs, max(layers) + 1) if max(layers) >= 0 else []
+        return [maps[layer] if layer >= 0 else inputs for layer in layers]
+
+    def _full_maps(self) -> list[torch.Tensor]:
+        if self.full is None:
+            self.full = self._run(self.padded)
+            self.tile_maps, self.tile_origins = [], self.tile_origins[:0]
+        return self.full
+
+    def _ensure_tiles(self, origins: torch.Tensor, size: int) -> torch.Tensor | None:
+        """Tile of every window (computing missing tiles in one pass); None: use the whole frame."""
+        extractor = self.extractor
+        stride, margin = extractor.max_stride, extractor.margin
+        side = -(-(size + 2 * math.ceil(self.slack * size)) // stride) * stride
+        if self.tile_side not in (0, side) or side > min(self.height, self.width):
+            return None
+        self.tile_side = side
+        low = origins.clamp(min=0)
+        high = torch.minimum(origins + size, torch.tensor([self.height, self.width])) - 1
+        tile = self._containing(low, high)
+        missing = tile < 0
+        if bool(missing.any()):
+            # One tile per missing window (windows sharing a tile origin share the tile).
+            centre = (low[missing] + high[missing]) // 2
+            start = (centre - side // 2).div(stride, rounding_mode="floor") * stride
+            limit = torch.tensor([self.height - side, self.width - side]) // stride * stride
+            start = torch.minimum(start.clamp(min=0), limit)
+            start = torch.unique(start, dim=0)
+            tile_pixels = (side + 2 * margin) ** 2
+            if (len(self.tile_origins) + len(start)) * tile_pixels >= self.padded.shape[
+                -2
+            ] * self.padded.shape[-1]:
+                return None
+            span = side + 2 * margin
+            rows = start[:, 0:1] + torch.arange(span)
+            cols = start[:, 1:2] + torch.arange(span)
+            inputs = self.padded[0, 0][rows[:, :, None], cols[:, None, :]][:, None]
+            new_maps = self._run(inputs)
+            self.tile_maps = (
+                [torch.cat([old, new]) for old, new in zip(self.tile_maps, new_maps, strict=True)]
+                if self.tile_maps
+                else new_maps
+            )
+            self.tile_origins = torch.cat([self.tile_origins, start])
+            tile = self._containing(low, high)
+        return tile
+
+    def _containing(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """Index of a tile whose inner square holds [low, high] (inclusive, both axes), -1 if none."""
+        if not len(self.tile_origins) or not len(low):
+            return torch.full((len(low),), -1, dtype=torch.int64)
+        start = self.tile_origins[None]
+        inside = ((low[:, None] >= start) & (high[:, None] < start + self.tile_side)).all(dim=2)
+        return torch.where(inside.any(dim=1), inside.to(torch.int8).argmax(dim=1), -1)
+
+    def windows(self, centres: np.ndarray | torch.Tensor, size: int) -> list[torch.Tensor]:
+        """Standardised feature windows (N, C_l, size, size) per layer around model-grid ``centres``."""
+        extractor = self.extractor
+        origins, _ = window_origins(centres_array(centres), size)
+        n = len(origins)
+        if n == 0:
+            return [torch.zeros((0, c, size, size)) for c in extractor.layer_channels]
+        tile = self._ensure_tiles(origins, size) if self.full is None else None
+        if tile is None:
+            maps = self._full_maps()
+            tile = torch.zeros(n, dtype=torch.int64)
+            map_origins = torch.full((1, 2), -extractor.margin, dtype=torch.int64)
+        else:
+            maps = self.tile_maps
+            map_origins = self.tile_origins - extractor.margin
+        steps = torch.arange(size)
+        rows, cols = origins[:, 0:1] + steps, origins[:, 1:2] + steps
+        inside = ((rows >= 0) & (rows < self.height))[:, :, None] & ((cols >= 0) & (cols < self.width))[
+            :, None, :
+        ]
+        out = []
+        for layer_maps, stride, fill in zip(maps, extractor.strides, extractor._fill, strict=True):
+            windows = sample_strided(layer_maps, stride, tile, origins - map_origins[tile], size)
+            if not bool(inside.all()):
+                windows = torch.where(inside[:, None], windows, fill.to(windows.dtype)[None, :, None, None])
+            out.append(extractor._standardise(windows))
+        return out
+
+
+def sample_strided(
+    maps: torch.Tensor, stride: int, tile: torch.Tensor, offsets: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Square windows from stride-``s`` maps, bilinearly at every pixel (as :func:`upsample_aligned`).
+
+    Map pixel ``j`` of a tile is centred on pixel ``s j`` of that tile's grid; window pixel ``r`` sits at
+    tile-grid pixel ``offset + r``, i.e. at map coordinate ``(offset + r) / s``. Each window's values come
+    from its own small block of map pixels: two interpolation matrices, no full-resolution map.
+
+    Parameters
+    ----------
+    maps : torch.Tensor, shape (K, C, h, w)
+    stride : int
+    tile : torch.Tensor, shape (N,), int64
+        Tile (row of ``maps``) of every window.
+    offsets : torch.Tensor, shape (N, 2), int64
+        Window origin in its tile's grid (px).
+    size : int
+        Window side (px).
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, size, size)
+        Pixels beyond the maps take the nearest map pixel (the caller fills what lies outside the image).
+    """
+    height, width = maps.shape[-2:]
+    per_pixel = maps.permute(0, 2, 3, 1)  # (K, h, w, C): one gather moves whole channel vectors
+    if stride == 1:
+        steps = torch.arange(size)
+        rows = (offsets[:, 0:1] + steps).clamp(0, height - 1)
+        cols = (offsets[:, 1:2] + steps).clamp(0, width - 1)
+        return per_pixel[tile[:, None, None], rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    first = offsets.div(stride, rounding_mode="floor")  # (N, 2) first map pixel of each block
+    block = (size + 2 * stride - 2) // stride + 1
+    steps = torch.arange(block)
+    rows = (first[:, 0:1] + steps).clamp(0, height - 1)
+    cols = (first[:, 1:2] + steps).clamp(0, width - 1)
+    blocks = per_pixel[tile[:, None, None], rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    weights = [
+        _interpolation_matrix(offsets[:, axis] - first[:, axis] * stride, stride, size, block)
+        for axis in (0, 1)
+    ]
+    # (N, 1, S, b) @ (N, C, b, b) @ (N, 1, b, S)
+    return weights[0][:, None].to(maps.dtype) @ blocks @ weights[1][:, None].transpose(-2, -1).to(maps.dtype)
+
+
+def _interpolation_matrix(phase: torch.Tensor, stride: int, size: int, block: int) -> torch.Tensor:
+    """(N, size, block) linear-interpolation weights: window pixel r at block coordinate (phase + r) / s."""
+    position = (phase[:, None] + torch.arange(size)).to(torch.float64) / stride
+    low = position.floor()
+    weight = (position - low).to(torch.float32)
+    low = low.to(torch.int64)
+    matrix = torch.zeros((len(phase), size, block), dtype=torch.float32)
+    matrix.scatter_(2, low[:, :, None], (1 - weight)[:, :, None])
+    matrix.scatter_add_(2, (low + 1).clamp(max=block - 1)[:, :, None], weight[:, :, None])
+    return matrix
 
 
 def extract_recognet_windows(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from celltrack.cli.common import add_common_options, example
 
@@ -190,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
             model_diameter=args.model_diameter,
             checkpoint_dir=args.checkpoint_dir,
             initial=args.init,
+            command=shlex.join(["celltrack", *getattr(args, "_argv", ["train", "recognet"])]),
         )
     print(f"celltrack train {args.network}: model saved to {out}")
     return 0

@@ -196,7 +196,10 @@ class CropDataset:
 
 
 def normalise_frame(
-    frame: np.ndarray, background_percentile: float = 50.0, high_percentile: float = 99.5
+    frame: np.ndarray,
+    background_percentile: float = 50.0,
+    high_percentile: float = 99.5,
+    max_pixels: int = _MAX_PERCENTILE_PIXELS,
 ) -> np.ndarray:
     """Robust per-frame normalisation: ``(frame - p_bg) / (p_high - p_bg)``.
 
@@ -207,6 +210,8 @@ def normalise_frame(
     background_percentile, high_percentile : float
         Percentiles (0-100) mapped to 0 and 1; the median is background because nuclei cover well under
         half a frame.
+    max_pixels : int
+        The percentiles come from a regular grid of at most this many pixels (the whole frame if smaller).
 
     Returns
     -------
@@ -223,7 +228,7 @@ def normalise_frame(
     data = frame.astype(np.float32, copy=False)
     sample = data
     step = 1
-    while sample.size > _MAX_PERCENTILE_PIXELS:
+    while sample.size > max_pixels:
         step += 1
         sample = data[::step, ::step]
     low, high = np.percentile(sample, [background_percentile, high_percentile])

@@ -448,6 +448,7 @@ def pretrain_recognet(
     elapsed_before = 0.0
     path = Path(checkpoint) if checkpoint is not None else None
     torch_state = None
+    losses: list[float] = []
     if path is not None and path.is_file():
         state = torch.load(path, weights_only=False)
         if state["config"] != config.model_dump(mode="json"):
@@ -458,10 +459,9 @@ def pretrain_recognet(
         rng.bit_generator.state = state["rng"]
         generator.set_state(state["generator"])
         history, step, elapsed_before = state["history"], state["step"], state["seconds"]
-        torch_state = state["torch_rng"]
+        torch_state, losses = state["torch_rng"], state["losses"]
         logger.info("resuming pre-training at step %d of %d from %s", step, config.steps, path)
     stored = torch.from_numpy(crops.crops)
-    losses: list[float] = []
     size = network.crop_size
     with _deterministic_algorithms(config.deterministic), torch.random.fork_rng(devices=[]):
         # Dropout masks: the global generator, forked, seeded once and carried across resumes.
@@ -486,6 +486,7 @@ def pretrain_recognet(
             optimizer.step()
             losses.append(float(loss.detach()))
             step += 1
+            entry = None
             if step % config.log_every == 0 or step == config.steps:
                 entry = {
                     "step": step,
@@ -498,8 +499,6 @@ def pretrain_recognet(
                 logger.info(
                     "pre-training step %d: NT-Xent %.4f (%.0f s)", step, entry["loss"], entry["seconds"]
                 )
-                if callback is not None:
-                    callback(entry)
             if path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
                 save_training_checkpoint(
                     path,
@@ -512,10 +511,13 @@ def pretrain_recognet(
                         "generator": generator.get_state(),
                         "torch_rng": torch.get_rng_state(),
                         "history": history,
+                        "losses": losses,
                         "step": step,
                         "seconds": elapsed_before + time.monotonic() - started,
                     },
                 )
+            if entry is not None and callback is not None:
+                callback(entry)
     model.eval()
     model.training_info = {
         "trainer": f"{__name__}.pretrain_recognet",

@@ -168,6 +168,7 @@ def train_recognet_from_folders(
     model_diameter: float | None = None,
     checkpoint_dir: str | Path | None = None,
     initial: str | Path | None = None,
+    command: str = "celltrack train recognet",
 ) -> Path:
     """``celltrack train recognet``: crops around GT TRA markers → identity, embedding and state heads.
 
@@ -200,6 +201,8 @@ def train_recognet_from_folders(
         folder (``pretrained/``); a re-run with the same options continues where an interrupted one stopped.
     initial : path, optional
         Model folder to fine-tune from instead of pre-training (e.g. a pre-trained model).
+    command : str
+        The command line, recorded in the model folder.
 
     Returns
     -------
@@ -261,7 +264,7 @@ def train_recognet_from_folders(
         "datasets": [f"{Path(d).parent.name}/{Path(d).name}" for d in seq_dirs],
         "pretrain": [str(Path(d)) for d in pretrain_dirs],
         "initial": str(initial) if initial is not None else None,
-        "command": "celltrack train recognet",
+        "command": command,
     }
     model = RecogNetTrainer(config).fit(
         dataset,

@@ -373,6 +373,25 @@ class RecogNet(nn.Module):
         return model.to(device).eval()
 
 
+def training_record(
+    trainer: str, config: BaseModel, torch_seed: int, seconds: float, provenance: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What every RecogNet training run records in its model folder: who, how, with what, how long."""
+    return {
+        "trainer": trainer,
+        "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+        "config": config.model_dump(mode="json"),
+        "torch_seed": torch_seed,
+        "data": dict(provenance or {}),
+        "torch_version": torch.__version__,
+        # Float reductions in the convolution kernels depend on the thread count: bit-identical weights
+        # need the same count (and torch build) as this run.
+        "torch_threads": torch.get_num_threads(),
+        "celltrack_version": _celltrack_version(),
+    }
+
+
 def save_training_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """Write a resumable training state atomically (a crash never leaves a half-written checkpoint)."""
     partial = path.with_name(path.name + ".partial")
@@ -873,11 +892,13 @@ class RecogNetTrainer:
         checkpoint.restore(model)
         model.eval()
         model.training_info = {
-            "trainer": f"{type(self).__module__}.{type(self).__name__}",
-            "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "seconds": round(elapsed_before + time.monotonic() - started, 1),
-            "config": cfg.model_dump(mode="json"),
-            "torch_seed": torch_seed,
+            **training_record(
+                f"{type(self).__module__}.{type(self).__name__}",
+                cfg,
+                torch_seed,
+                elapsed_before + time.monotonic() - started,
+                provenance,
+            ),
             "epochs": epochs_run,
             "best_epoch": checkpoint.best_epoch,
             "steps_per_epoch": steps,
@@ -886,12 +907,6 @@ class RecogNetTrainer:
             "dataset": dataset.summary(),
             "dataset_config": dataset.config.model_dump(mode="json"),
             "history": [asdict(h) for h in self.history],
-            "data": dict(provenance or {}),
-            "torch_version": torch.__version__,
-            # Float reductions in the convolution kernels depend on the thread count: bit-identical weights
-            # need the same count (and torch build) as this run.
-            "torch_threads": torch.get_num_threads(),
-            "celltrack_version": _celltrack_version(),
         }
         if pretraining is not None:
             model.training_info["pretraining"] = dict(pretraining)

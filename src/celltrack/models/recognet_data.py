@@ -51,6 +51,7 @@ __all__ = [
     "VALIDATION",
     "CropDataset",
     "CropDatasetConfig",
+    "PercentileLevels",
     "assign_identities",
     "build_crop_dataset",
     "build_crop_dataset_from_ctc",
@@ -69,15 +70,29 @@ SPLIT_NAMES = ("train", "validation", "test")
 _MAX_PERCENTILE_PIXELS = 1 << 20
 
 
-class CropDatasetConfig(BaseModel):
-    """How crops are cut, labelled and split (lengths in pixels, times in frames)."""
+class PercentileLevels(BaseModel):
+    """Per-frame (or per-image) normalisation levels: :func:`normalise_frame`'s percentiles."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    crop_size: int = Field(40, ge=8, description="Network input side (px).")
-    margin: int = Field(4, ge=0, description="Extra px stored on each side for random shifts.")
     background_percentile: float = Field(50.0, ge=0, lt=100, description="Per-frame level mapped to 0.")
     high_percentile: float = Field(99.5, gt=0, le=100, description="Per-frame level mapped to 1.")
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> PercentileLevels:
+        if self.high_percentile <= self.background_percentile:
+            raise ValueError(
+                f"high_percentile ({self.high_percentile}) must exceed background_percentile "
+                f"({self.background_percentile})"
+            )
+        return self
+
+
+class CropDatasetConfig(PercentileLevels):
+    """How crops are cut, labelled and split (lengths in pixels, times in frames)."""
+
+    crop_size: int = Field(40, ge=8, description="Network input side (px).")
+    margin: int = Field(4, ge=0, description="Extra px stored on each side for random shifts.")
     mitosis_parent_frames: int = Field(
         3, ge=0, description="Last frames of a dividing track labelled mitosis."
     )
@@ -99,11 +114,6 @@ class CropDatasetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CropDatasetConfig:
-        if self.high_percentile <= self.background_percentile:
-            raise ValueError(
-                f"high_percentile ({self.high_percentile}) must exceed background_percentile "
-                f"({self.background_percentile})"
-            )
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"validation_fraction + test_fraction must leave training frames, got "

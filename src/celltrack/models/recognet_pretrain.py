@@ -18,7 +18,6 @@ written every ``checkpoint_every`` steps lets an interrupted run resume and end 
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
 import time
@@ -34,9 +33,9 @@ from scipy.spatial import cKDTree
 from torch.nn import functional as nnf
 
 from celltrack.graph import measure_detections
-from celltrack.models.recognet import RecogNet, RecogNetConfig, save_training_checkpoint
-from celltrack.models.recognet_data import crop_nuclei, normalise_frame, rescale_frame
-from celltrack.models.training import TrainingRunSettings, _celltrack_version, _deterministic_algorithms
+from celltrack.models.recognet import RecogNet, RecogNetConfig, save_training_checkpoint, training_record
+from celltrack.models.recognet_data import PercentileLevels, crop_nuclei, normalise_frame, rescale_frame
+from celltrack.models.training import TrainingRunSettings, _deterministic_algorithms
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +52,14 @@ __all__ = [
 ]
 
 
-class NucleusCropsConfig(BaseModel):
+class NucleusCropsConfig(PercentileLevels):
     """How nuclei of still images are rescaled and cut (lengths in pixels at the model's scale)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_diameter: float = Field(16.0, gt=0, description="Median nucleus diameter after rescaling (px).")
     stored_size: int = Field(64, ge=8, description="Side of the stored crops (px), larger than the input.")
-    background_percentile: float = Field(50.0, ge=0, lt=100, description="Per-image level mapped to 0.")
-    high_percentile: float = Field(99.5, gt=0, le=100, description="Per-image level mapped to 1.")
     min_area: int = Field(
         12, ge=1, description="Labels smaller than this (px, at the model's scale) are skipped."
     )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> NucleusCropsConfig:
-        if self.high_percentile <= self.background_percentile:
-            raise ValueError("high_percentile must exceed background_percentile")
-        return self
 
 
 @dataclass(frozen=True)
@@ -520,17 +509,15 @@ def pretrain_recognet(
                 callback(entry)
     model.eval()
     model.training_info = {
-        "trainer": f"{__name__}.pretrain_recognet",
-        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "seconds": round(elapsed_before + time.monotonic() - started, 1),
-        "config": config.model_dump(mode="json"),
-        "torch_seed": torch_seed,
+        **training_record(
+            f"{__name__}.pretrain_recognet",
+            config,
+            torch_seed,
+            elapsed_before + time.monotonic() - started,
+            provenance,
+        ),
         "crops": crops.summary(),
         "crops_config": crops.config.model_dump(mode="json"),
         "history": history,
-        "data": dict(provenance or {}),
-        "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "celltrack_version": _celltrack_version(),
     }
     return model

@@ -50,9 +50,13 @@ def model() -> RecogNet:
     return RecogNet.load(DEFAULT_RECOGNET_PATH)
 
 
+#: The study model's layers, whole (the defaults are chosen for the tracking model).
+STUDY_LAYERS = RecogNetFeaturesConfig(layers=(2, 3, 5), layer_weights=(0.5, 1.0, 0.5), components=None)
+
+
 @pytest.fixture(scope="module")
 def extractor(model: RecogNet) -> RecogNetFeatures:
-    return RecogNetFeatures(model)
+    return RecogNetFeatures(model, STUDY_LAYERS)
 
 
 @pytest.fixture
@@ -65,9 +69,11 @@ def test_contract_and_batched_equals_per_window(
 ) -> None:
     assert isinstance(extractor, FeatureExtractor) and isinstance(extractor, FullFrameExtractor)
     assert extractor.name == "recognet"
-    defaults = RecogNetFeaturesConfig()
-    assert extractor.n_layers == len(defaults.layers) and extractor.layer_weights == defaults.layer_weights
-    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in defaults.layers)
+    config = extractor.config
+    assert extractor.n_layers == len(config.layers) and extractor.layer_weights == config.layer_weights
+    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in config.layers)
+    # the defaults: input, conv4 and conv6 on 4 principal components each
+    assert RecogNetFeatures(extractor.model).layer_channels == (1, 4, 4)
     frame = nuclei_frame(rng, np.array([[40.0, 40.0], [45.0, 100.0]]), (90, 140))
     centres = np.array([[40.2, 39.7], [45.0, 100.0], [0.0, 0.0], [89.0, 139.0], [-30.0, 60.0]])
     layers = extractor.extract_windows(frame, centres, 40)
@@ -81,7 +87,7 @@ def test_contract_and_batched_equals_per_window(
         for batched, single in zip(layers, alone, strict=True):
             # tiles and full maps: the same convolutions over different extents, equal up to rounding
             torch.testing.assert_close(batched[i : i + 1], single, rtol=0, atol=1e-4)
-    functional = extract_recognet_windows(frame, centres, 40, model=extractor.model)
+    functional = extract_recognet_windows(frame, centres, 40, model=extractor.model, config=STUDY_LAYERS)
     for a, b in zip(functional, layers, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [
@@ -91,7 +97,7 @@ def test_contract_and_batched_equals_per_window(
 
 def test_channels_standardised_per_window(model: RecogNet, rng: np.random.Generator) -> None:
     frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
-    extractor = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel"))
+    extractor = RecogNetFeatures(model, STUDY_LAYERS.model_copy(update={"normalisation": "channel"}))
     for layer in extractor.extract_windows(frame, np.array([[40.0, 40.0], [3.0, 70.0]]), 32):
         mean = layer.mean(dim=(-2, -1))
         std = layer.std(dim=(-2, -1), unbiased=False)
@@ -243,7 +249,7 @@ def test_no_fixed_pattern_in_windows_of_an_empty_field(model: RecogNet, extracto
 
 
 def test_input_layer_option(model: RecogNet) -> None:
-    config = RecogNetFeaturesConfig(layers=(INPUT_LAYER, 1), layer_weights=(1.0, 1.0))
+    config = RecogNetFeaturesConfig(layers=(INPUT_LAYER, 1), layer_weights=(1.0, 1.0), components=None)
     extractor = RecogNetFeatures(model, config)
     assert extractor.layer_channels == (1, model.config.channels[1])
     frame = np.full((50, 60), 100.0)
@@ -294,10 +300,10 @@ def test_layer_normalisation_keeps_quiet_channels_quiet(model: RecogNet, rng: np
     # In the extractor: per-channel standardising raises the quiet channel, per-layer does not.
     frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
     centre = np.array([[40.0, 40.0]])
-    layered = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="layer"))
+    layered = RecogNetFeatures(model, STUDY_LAYERS.model_copy(update={"normalisation": "layer"}))
     for by_layer, by_channel in zip(
         layered.extract_windows(frame, centre, 32),
-        RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel")).extract_windows(
+        RecogNetFeatures(model, STUDY_LAYERS.model_copy(update={"normalisation": "channel"})).extract_windows(
             frame, centre, 32
         ),
         strict=True,

@@ -478,7 +478,8 @@ def test_shipped_tracking_model_is_small_pretrained_and_documented() -> None:
     config = json.loads((TRACKING_RECOGNET_PATH / "config.json").read_text())
     training = config["training"]
     assert "--pretrain" in training["data"]["command"] and training["torch_threads"] == 1
-    assert training["pretraining"]["crops"]["nuclei"] > 30_000 and training["pretraining"]["torch_threads"] == 1
+    pretraining = training["pretraining"]
+    assert pretraining["crops"]["nuclei"] > 30_000 and pretraining["torch_threads"] == 1
     assert training["config"]["max_seconds"] is None and training["stopped"] != "time"
     net = RecogNet.load(TRACKING_RECOGNET_PATH)
     assert net.config.nucleus_diameter == 16.0 and net.config.n_identities == 256

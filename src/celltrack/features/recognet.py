@@ -22,11 +22,19 @@ the image origin), and what this extractor does instead:
    of stride ``s`` has pixel ``i`` centred exactly on input ``s i``, and :func:`upsample_aligned`
    interpolates at exactly those coordinates.
 
-Layers (0-based conv indices) default to conv3, conv4 and conv6 (strides 2, 2, 4) with weights 0.5, 1 and
-0.5: in cf-track on HeLa 01 and SIM+ 01 (``benchmarks/recognet.py``) the stride-1 layers conv1/conv2 lowered
-precision (their 5×5 px receptive fields see noise and edges, not the nucleus), and per-layer normalisation
-beat per-channel normalisation on SIM+ and matched it on HeLa. Outside the image, windows are filled with
-the features of an empty field of view.
+4. *Cost.* The network runs at its training nucleus size (16 px) on the *model grid*, where the filters
+   work too (a 55 px SIM+ nucleus is followed in a 40 px window, not a 135 px one); the trunk runs once per
+   frame, batched, on the tiles the windows need (the whole frame when that is cheaper); deep layers are
+   interpolated per window from their strided maps, never upsampled over the frame; principal components
+   cut the channels the filters transform from 48 to 9.
+
+Defaults, chosen by cross-validation in ``benchmarks/recognet.py`` (the best worst-case cf-track P@20 over
+HeLa 01 and SIM+ 01, reported on synthetic movies of look-alike nuclei that cross, and each movie's choice
+reported on the other; docs/benchmarks.md): the normalised input, conv4 and conv6 (strides 1, 2, 4), equal
+weights, each conv layer projected on its first 4 principal components, per-layer normalisation. Chosen on
+SIM+ 01 alone, the input and conv6 alone won there and lost to raw features on HeLa 01: the layers
+that help depend on the movie, so the default is the one that holds on both. Outside the image, windows
+are filled with the features of an empty field of view.
 """
 
 from __future__ import annotations
@@ -83,7 +91,7 @@ class RecogNetFeaturesConfig(BaseModel):
     Attributes
     ----------
     layers : tuple of int
-        0-based conv layers used as feature layers, shallow to deep (conv3, conv4, conv6 by default);
+        0-based conv layers used as feature layers, shallow to deep (input, conv4, conv6 by default);
         :data:`INPUT_LAYER` (-1) adds the normalised frame itself as a one-channel layer.
     layer_weights : tuple of float
         Correlation-filter weight of each layer.
@@ -91,8 +99,8 @@ class RecogNetFeaturesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: tuple[int, ...] = Field((2, 3, 5), min_length=1, description="0-based conv layers; -1: input.")
-    layer_weights: tuple[float, ...] = Field((0.5, 1.0, 0.5), min_length=1)
+    layers: tuple[int, ...] = Field((-1, 3, 5), min_length=1, description="0-based conv layers; -1: input.")
+    layer_weights: tuple[float, ...] = Field((1.0, 1.0, 1.0), min_length=1)
     model_diameter: float | None = Field(
         None,
         gt=0,
@@ -107,7 +115,7 @@ class RecogNetFeaturesConfig(BaseModel):
         "divided by one std (a channel keeps its share of the layer's energy).",
     )
     components: int | None = Field(
-        None,
+        4,
         ge=1,
         description="Project every conv layer on its first principal components (fitted on the first frame "
         "the extractor computes, then kept): fewer channels make the filters' FFTs cheaper. None: all.",
@@ -354,6 +362,15 @@ class RecogNetFeatures(FullFrameExtractor):
         if nucleus_diameter is not None and self.model_diameter is not None:
             factor = self.model_diameter / nucleus_diameter
             self.scale = 1.0 if abs(math.log(factor)) <= math.log(1.05) else factor
+            if self.scale > 2.0:
+                logger.warning(
+                    "RecogNet upsamples the frames %.1f× (nucleus diameter %.1f px measured, the network "
+                    "sees %.0f px): slow, and wrong if the targets are small markers rather than whole "
+                    "nuclei; give whole-nucleus labels",
+                    self.scale,
+                    nucleus_diameter,
+                    self.model_diameter,
+                )
         self.layer_weights = tuple(self.config.layer_weights)
         cfg = self.model.config
         deepest = max(self.config.layers)

@@ -142,15 +142,29 @@ def cf_run(movie: Movie, extractor_for) -> Run:
 
 
 def end_to_end(movie: Movie, extractor_for) -> float:
-    """CPU seconds of ``run_cf_track`` (what ``celltrack cf-track SEQ --detections NN_GT/TRA`` runs)."""
+    """CPU seconds of ``run_cf_track`` (what ``celltrack cf-track SEQ --detections NN_GT/TRA`` runs).
+
+    A movie with a later start runs on a folder of links to its frames from ``start`` on.
+    """
     from celltrack.io import open_sequence
     from celltrack.pipeline.cftrack import initial_targets, run_cf_track
 
-    targets = initial_targets(open_sequence(movie.seq), None, open_sequence(movie.gt / "TRA"), None)
-    extractor = extractor_for(float(2 * np.sqrt(np.median(targets["area"]) / np.pi)))
     with tempfile.TemporaryDirectory() as tmp:
+        seq, tra = movie.seq, movie.gt / "TRA"
+        if movie.start:
+            seq, tra = Path(tmp) / "01", Path(tmp) / "TRA"
+            seq.mkdir()
+            tra.mkdir()
+            n = len(open_sequence(movie.seq))
+            for t in range(movie.start, n):
+                (seq / f"t{t - movie.start:03d}.tif").symlink_to(movie.seq / f"t{t:03d}.tif")
+                (tra / f"man_track{t - movie.start:03d}.tif").symlink_to(
+                    movie.gt / "TRA" / f"man_track{t:03d}.tif"
+                )
+        targets = initial_targets(open_sequence(seq), None, open_sequence(tra), None)
+        extractor = extractor_for(float(2 * np.sqrt(np.median(targets["area"]) / np.pi)))
         start = time.process_time()
-        run_cf_track(movie.seq, Path(tmp) / "RES", detections=movie.gt / "TRA", features=extractor)
+        run_cf_track(seq, Path(tmp) / "RES", detections=tra, features=extractor)
         return time.process_time() - start
 
 
@@ -206,6 +220,7 @@ def main() -> None:
         "--movies", default="hela,sim,dense,synthetic", help="subset of hela,sim,dense,synthetic"
     )
     parser.add_argument("--crops", action="store_true", help="also print crop-level scores of the models")
+    parser.add_argument("--speed-only", action="store_true", help="only the end-to-end and feature timings")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -215,9 +230,10 @@ def main() -> None:
 
     model = RecogNet.load(args.model or TRACKING_RECOGNET_PATH)
     default = RecogNetFeaturesConfig()
-    candidates = CANDIDATES[args.candidates] or [
-        (default.layers, default.layer_weights, default.normalisation)
-    ]
+    default_candidate = (default.layers, default.layer_weights, default.normalisation, default.components)
+    candidates = (
+        [default_candidate] if args.speed_only else CANDIDATES[args.candidates] or [default_candidate]
+    )
     wanted = set(args.movies.split(","))
     tmp = tempfile.TemporaryDirectory()
     movies: list[Movie] = []
@@ -242,61 +258,64 @@ def main() -> None:
         )
         return lambda diameter: RecogNetFeatures(network, config, nucleus_diameter=diameter)
 
-    results: dict = {}
-    for movie in movies:
-        results[(movie.name, "raw")] = cf_run(movie, lambda diameter: RawExtractor())
-        for i, candidate in enumerate(candidates):
-            results[(movie.name, i)] = cf_run(movie, recognet_for(candidate))
-            run = results[(movie.name, i)]
-            print(
-                f"  {movie.name} | {describe(candidate)} | P@20 {run.p20:.3f} | {run.seconds:.1f} s",
-                flush=True,
-            )
-
-    print("\n### All candidates (cf-track P@20; seconds)\n")
-    names = [m.name for m in movies]
-    print("| features | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    raw_row = " | ".join(
-        f"{results[(n, 'raw')].p20:.3f} ({results[(n, 'raw')].seconds:.0f} s)" for n in names
-    )
-    print(f"| raw | {raw_row} |")
-    for i, candidate in enumerate(candidates):
-        row = " | ".join(f"{results[(n, i)].p20:.3f} ({results[(n, i)].seconds:.0f} s)" for n in names)
-        print(f"| {describe(candidate)} | {row} |")
-
-    print("\n### Chosen on / tested on (cf-track P@5 / P@10 / P@20, raw features beside)\n")
-    print(
-        "| chosen on | features chosen | tested on | raw P@5/10/20 | recognet P@5/10/20 | time recognet/raw |"
-    )
-    print("|---|---|---|---|---|---|")
-    selections = [([name], name) for name in tracked]
-    if len(tracked) > 1:
-        selections.append((tracked, "worst of " + " and ".join(tracked) + " (the default)"))
-    for on, label in selections:
-        best = choose(results, candidates, on)
-        for name in names:
-            raw, rec = results[(name, "raw")], results[(name, best)]
-            where = f"{name} (chosen here)" if name in on else name
-            print(
-                f"| {label} | {describe(candidates[best])} | {where} | {raw.p5:.3f} / {raw.p10:.3f} / "
-                f"{raw.p20:.3f} | {rec.p5:.3f} / {rec.p10:.3f} / {rec.p20:.3f} | "
-                f"{rec.seconds / raw.seconds:.1f}× ({rec.seconds:.0f} / {raw.seconds:.0f} s) |"
-            )
-    default_index = choose(results, candidates, tracked) if tracked else 0
-    if args.baseline_model:
-        baseline = RecogNet.load(args.baseline_model)
-        print(f"\n### {args.baseline_model} with {describe(candidates[default_index])}\n")
-        print("| movie | P@5 / P@10 / P@20 | seconds |")
-        print("|---|---|---|")
+    default_index = 0
+    if not args.speed_only:
+        results: dict = {}
         for movie in movies:
-            run = cf_run(movie, recognet_for(candidates[default_index], baseline))
-            print(f"| {movie.name} | {run.p5:.3f} / {run.p10:.3f} / {run.p20:.3f} | {run.seconds:.0f} |")
+            results[(movie.name, "raw")] = cf_run(movie, lambda diameter: RawExtractor())
+            for i, candidate in enumerate(candidates):
+                results[(movie.name, i)] = cf_run(movie, recognet_for(candidate))
+                run = results[(movie.name, i)]
+                print(
+                    f"  {movie.name} | {describe(candidate)} | P@20 {run.p20:.3f} | {run.seconds:.1f} s",
+                    flush=True,
+                )
+
+        print("\n### All candidates (cf-track P@20; seconds)\n")
+        names = [m.name for m in movies]
+        print("| features | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        raw_row = " | ".join(
+            f"{results[(n, 'raw')].p20:.3f} ({results[(n, 'raw')].seconds:.0f} s)" for n in names
+        )
+        print(f"| raw | {raw_row} |")
+        for i, candidate in enumerate(candidates):
+            row = " | ".join(f"{results[(n, i)].p20:.3f} ({results[(n, i)].seconds:.0f} s)" for n in names)
+            print(f"| {describe(candidate)} | {row} |")
+
+        print("\n### Chosen on / tested on (cf-track P@5 / P@10 / P@20, raw features beside)\n")
+        print(
+            "| chosen on | features chosen | tested on | raw P@5/10/20 | recognet P@5/10/20 | "
+            "time recognet/raw |"
+        )
+        print("|---|---|---|---|---|---|")
+        selections = [([name], name) for name in tracked]
+        if len(tracked) > 1:
+            selections.append((tracked, "worst of " + " and ".join(tracked) + " (the default)"))
+        for on, label in selections:
+            best = choose(results, candidates, on)
+            for name in names:
+                raw, rec = results[(name, "raw")], results[(name, best)]
+                where = f"{name} (chosen here)" if name in on else name
+                print(
+                    f"| {label} | {describe(candidates[best])} | {where} | {raw.p5:.3f} / {raw.p10:.3f} / "
+                    f"{raw.p20:.3f} | {rec.p5:.3f} / {rec.p10:.3f} / {rec.p20:.3f} | "
+                    f"{rec.seconds / raw.seconds:.1f}× ({rec.seconds:.0f} / {raw.seconds:.0f} s) |"
+                )
+        default_index = choose(results, candidates, tracked) if tracked else 0
+        if args.baseline_model:
+            baseline = RecogNet.load(args.baseline_model)
+            print(f"\n### {args.baseline_model} with {describe(candidates[default_index])}\n")
+            print("| movie | P@5 / P@10 / P@20 | seconds |")
+            print("|---|---|---|")
+            for movie in movies:
+                run = cf_run(movie, recognet_for(candidates[default_index], baseline))
+                print(f"| {movie.name} | {run.p5:.3f} / {run.p10:.3f} / {run.p20:.3f} | {run.seconds:.0f} |")
 
     print("\n### celltrack cf-track end to end (read, track, write), CPU seconds\n")
     print("| movie | raw | recognet (default features) | recognet / raw |")
     print("|---|---|---|---|")
-    for movie in [m for m in movies if m.start == 0]:  # run_cf_track starts at frame 0
+    for movie in movies:
         raw_seconds = end_to_end(movie, lambda diameter: RawExtractor())
         rec_seconds = end_to_end(movie, recognet_for(candidates[default_index]))
         print(f"| {movie.name} | {raw_seconds:.1f} | {rec_seconds:.1f} | {rec_seconds / raw_seconds:.2f}× |")

@@ -422,3 +422,14 @@ def test_cf_tracking_on_a_coarser_grid_follows_large_nuclei(model: RecogNet) -> 
     error = tracking_error(movie, result)
     error = error - error[0]
     assert np.abs(error[inside]).max() < 2.0
+
+
+def test_the_linker_refuses_features_on_a_rescaled_grid(model: RecogNet) -> None:
+    from celltrack.link.appearance import TrackFilters
+
+    scaled = RecogNetFeatures(
+        model, STUDY_LAYERS.model_copy(update={"model_diameter": 16.0}), nucleus_diameter=40.0
+    )
+    with pytest.raises(ValueError, match="rescaled"):
+        TrackFilters(scaled, 40, 2.0, 0.01, 0.1, 1.0, torch.device("cpu"))
+    TrackFilters(RecogNetFeatures(model, STUDY_LAYERS), 40, 2.0, 0.01, 0.1, 1.0, torch.device("cpu"))

@@ -9,20 +9,22 @@ import torch
 from torch.nn import functional as nnf
 
 from celltrack.cftrack import CFTracker
-from celltrack.features import FeatureExtractor, FullFrameExtractor, crop_windows
+from celltrack.features import FeatureExtractor, FullFrameExtractor, crop_windows, from_grid, to_grid
 from celltrack.features.recognet import (
     INPUT_LAYER,
+    FrameRegions,
     RecogNetFeatures,
     RecogNetFeaturesConfig,
     StudyWindowFeatures,
     extract_recognet_windows,
+    principal_axes,
     receptive_radius,
     recognet_feature_maps,
     standardise_layer,
     upsample_aligned,
 )
 from celltrack.graph import measure_detections
-from celltrack.models.recognet import RecogNet, RecogNetConfig
+from celltrack.models.recognet import DEFAULT_RECOGNET_PATH, RecogNet, RecogNetConfig
 from celltrack.models.recognet_data import normalise_frame
 from celltrack.synthetic import drifting_nuclei, static_nuclei
 
@@ -44,13 +46,17 @@ def nuclei_frame(rng: np.random.Generator, positions: np.ndarray, shape: tuple[i
 
 @pytest.fixture(scope="module")
 def model() -> RecogNet:
-    """The shipped network: trained filters make the tracking tests meaningful, and it loads in ms."""
-    return RecogNet.load()
+    """The shipped study network: trained filters make the tracking tests meaningful, and it loads in ms."""
+    return RecogNet.load(DEFAULT_RECOGNET_PATH)
+
+
+#: The study model's layers, whole (the defaults are chosen for the tracking model).
+STUDY_LAYERS = RecogNetFeaturesConfig(layers=(2, 3, 5), layer_weights=(0.5, 1.0, 0.5), components=None)
 
 
 @pytest.fixture(scope="module")
 def extractor(model: RecogNet) -> RecogNetFeatures:
-    return RecogNetFeatures(model)
+    return RecogNetFeatures(model, STUDY_LAYERS)
 
 
 @pytest.fixture
@@ -63,9 +69,11 @@ def test_contract_and_batched_equals_per_window(
 ) -> None:
     assert isinstance(extractor, FeatureExtractor) and isinstance(extractor, FullFrameExtractor)
     assert extractor.name == "recognet"
-    defaults = RecogNetFeaturesConfig()
-    assert extractor.n_layers == len(defaults.layers) and extractor.layer_weights == defaults.layer_weights
-    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in defaults.layers)
+    config = extractor.config
+    assert extractor.n_layers == len(config.layers) and extractor.layer_weights == config.layer_weights
+    assert extractor.layer_channels == tuple(extractor.model.config.channels[i] for i in config.layers)
+    # the defaults: input, conv4 and conv6 on 4 principal components each
+    assert RecogNetFeatures(extractor.model).layer_channels == (1, 4, 4)
     frame = nuclei_frame(rng, np.array([[40.0, 40.0], [45.0, 100.0]]), (90, 140))
     centres = np.array([[40.2, 39.7], [45.0, 100.0], [0.0, 0.0], [89.0, 139.0], [-30.0, 60.0]])
     layers = extractor.extract_windows(frame, centres, 40)
@@ -77,8 +85,9 @@ def test_contract_and_batched_equals_per_window(
     for i in range(len(centres)):
         alone = extractor.windows_from_maps(maps, centres[i : i + 1], 40)
         for batched, single in zip(layers, alone, strict=True):
-            torch.testing.assert_close(batched[i : i + 1], single, rtol=0, atol=0)
-    functional = extract_recognet_windows(frame, centres, 40, model=extractor.model)
+            # tiles and full maps: the same convolutions over different extents, equal up to rounding
+            torch.testing.assert_close(batched[i : i + 1], single, rtol=0, atol=1e-4)
+    functional = extract_recognet_windows(frame, centres, 40, model=extractor.model, config=STUDY_LAYERS)
     for a, b in zip(functional, layers, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert [w.shape[0] for w in extractor.extract_windows(frame, np.zeros((0, 2)), 40)] == [
@@ -88,7 +97,7 @@ def test_contract_and_batched_equals_per_window(
 
 def test_channels_standardised_per_window(model: RecogNet, rng: np.random.Generator) -> None:
     frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
-    extractor = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel"))
+    extractor = RecogNetFeatures(model, STUDY_LAYERS.model_copy(update={"normalisation": "channel"}))
     for layer in extractor.extract_windows(frame, np.array([[40.0, 40.0], [3.0, 70.0]]), 32):
         mean = layer.mean(dim=(-2, -1))
         std = layer.std(dim=(-2, -1), unbiased=False)
@@ -240,7 +249,7 @@ def test_no_fixed_pattern_in_windows_of_an_empty_field(model: RecogNet, extracto
 
 
 def test_input_layer_option(model: RecogNet) -> None:
-    config = RecogNetFeaturesConfig(layers=(INPUT_LAYER, 1), layer_weights=(1.0, 1.0))
+    config = RecogNetFeaturesConfig(layers=(INPUT_LAYER, 1), layer_weights=(1.0, 1.0), components=None)
     extractor = RecogNetFeatures(model, config)
     assert extractor.layer_channels == (1, model.config.channels[1])
     frame = np.full((50, 60), 100.0)
@@ -291,10 +300,10 @@ def test_layer_normalisation_keeps_quiet_channels_quiet(model: RecogNet, rng: np
     # In the extractor: per-channel standardising raises the quiet channel, per-layer does not.
     frame = nuclei_frame(rng, np.array([[40.0, 40.0]]), (80, 80))
     centre = np.array([[40.0, 40.0]])
-    layered = RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="layer"))
+    layered = RecogNetFeatures(model, STUDY_LAYERS.model_copy(update={"normalisation": "layer"}))
     for by_layer, by_channel in zip(
         layered.extract_windows(frame, centre, 32),
-        RecogNetFeatures(model, RecogNetFeaturesConfig(normalisation="channel")).extract_windows(
+        RecogNetFeatures(model, STUDY_LAYERS.model_copy(update={"normalisation": "channel"})).extract_windows(
             frame, centre, 32
         ),
         strict=True,
@@ -305,25 +314,122 @@ def test_layer_normalisation_keeps_quiet_channels_quiet(model: RecogNet, rng: np
         assert bool((live == (std > 0)).all())  # the same channels carry signal
 
 
-def test_rescaled_maps_stay_aligned_with_the_frame(model: RecogNet) -> None:
+def test_rescaled_maps_stay_aligned_with_the_grid(model: RecogNet) -> None:
     yy, xx = np.mgrid[:96, :128].astype(np.float64)
     frame = 33000.0 + 900.0 * np.exp(-((yy - 40.0) ** 2 + (xx - 70.0) ** 2) / (2 * 9.0**2))
     config = RecogNetFeaturesConfig(layers=(1, 3), layer_weights=(1.0, 0.5), model_diameter=12.0)
     native = RecogNetFeatures(model, config)  # no nucleus diameter given: native scale
     halved = RecogNetFeatures(model, config, nucleus_diameter=24.0)
     close = RecogNetFeatures(model, config, nucleus_diameter=12.3)  # within 5 %: not resized
-    assert native.scale == 1.0 and close.scale == 1.0 and halved.scale == pytest.approx(0.5)
-    for maps in (native.compute_maps(frame), halved.compute_maps(frame)):
-        for layer in maps:
-            assert layer.shape[-2:] == (96, 128)
+    assert native.grid_scale == 1.0 and close.grid_scale == 1.0 and halved.grid_scale == pytest.approx(0.5)
+    for extractor in (native, halved):
+        scale = extractor.grid_scale
+        expected = to_grid(np.array([40.0, 70.0]), scale)
+        for layer in extractor.compute_maps(frame):
+            assert layer.shape[-2:] == (int(96 * scale), int(128 * scale))
             # a round blob: every channel's map is symmetric about the blob's centre, wherever it peaks
             background = layer.flatten(1).median(dim=1).values[:, None, None]
             energy = (layer - background).pow(2).sum(0)
             rows, cols = energy.sum(1), energy.sum(0)
-            centre_y = float((rows * torch.arange(96)).sum() / rows.sum())
-            centre_x = float((cols * torch.arange(128)).sum() / cols.sum())
-            assert abs(centre_y - 40.0) < 1.0 and abs(centre_x - 70.0) < 1.0
+            centre_y = float((rows * torch.arange(len(rows))).sum() / rows.sum())
+            centre_x = float((cols * torch.arange(len(cols))).sum() / cols.sum())
+            assert abs(centre_y - expected[0]) < scale and abs(centre_x - expected[1]) < scale
+    np.testing.assert_allclose(from_grid(to_grid(np.array([[3.0, 7.5]]), 0.3), 0.3), [[3.0, 7.5]])
     with pytest.raises(ValueError, match="nucleus_diameter"):
         RecogNetFeatures(model, config, nucleus_diameter=0.0)
     with pytest.raises(ValueError, match="scale"):
         recognet_feature_maps(model, frame, (1,), scale=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("layers", "diameter", "components"), [((2, 3, 5), None, None), ((-1, 1, 3, 5), 30.0, 4)]
+)
+def test_batched_windows_equal_per_window_and_full_frame_windows(
+    model: RecogNet, rng: np.random.Generator, layers, diameter, components
+) -> None:
+    config = RecogNetFeaturesConfig(
+        layers=layers, layer_weights=(1.0,) * len(layers), model_diameter=16.0, components=components
+    )
+    extractor = RecogNetFeatures(model, config, nucleus_diameter=diameter)
+    frame = nuclei_frame(rng, rng.uniform((10, 10), (290, 410), (14, 2)), (300, 420))
+    height, width = extractor.grid_image(frame).shape[-2:]
+    centres = np.concatenate(
+        [
+            rng.uniform((0, 0), (height, width), (7, 2)),
+            [[0.0, 0.0], [height - 1.0, width - 1.0], [-6.0, 12.0]],
+        ]
+    )
+    regions = FrameRegions(extractor, frame)
+    batched = regions.windows(centres, 32)  # one pass for all windows
+    assert regions.passes == 1
+    if diameter is None:
+        assert regions.full is None and len(regions.tile_origins) >= 1  # a big frame, few windows: tiles
+    assert extractor.layer_channels == tuple(w.shape[1] for w in batched)
+    # recentred windows a few px away reuse the tiles
+    regions.windows(centres + 2.6, 32)
+    assert regions.passes == 1 or regions.full is not None
+    whole = FrameRegions(extractor, frame)
+    whole._full_maps()
+    reference = extractor.windows_from_maps(extractor.compute_maps(frame), centres, 32)
+    for i in range(len(centres)):
+        alone = FrameRegions(extractor, frame).windows(centres[i : i + 1], 32)
+        for layer, single in zip(batched, alone, strict=True):
+            torch.testing.assert_close(layer[i : i + 1], single, rtol=0, atol=1e-3)
+    for a, b, c in zip(batched, whole.windows(centres, 32), reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-3)
+
+
+def test_principal_components_keep_the_strongest_directions(
+    model: RecogNet, rng: np.random.Generator
+) -> None:
+    config = RecogNetFeaturesConfig(layers=(3, 5), layer_weights=(1.0, 1.0), components=3)
+    extractor = RecogNetFeatures(model, config)
+    assert extractor.projections is None
+    frame = nuclei_frame(rng, np.array([[40.0, 40.0], [60.0, 100.0]]), (100, 140))
+    windows = extractor.extract_windows(frame, np.array([[40.0, 40.0]]), 32)
+    assert [w.shape[1] for w in windows] == [3, 3] == list(extractor.layer_channels)
+    fitted = [p.clone() for p in extractor.projections]
+    for axes in fitted:
+        torch.testing.assert_close(axes.T @ axes, torch.eye(3), rtol=0, atol=1e-5)
+    # kept for every later frame: the filters see one basis
+    extractor.extract_windows(np.roll(frame, 7, axis=1), np.array([[40.0, 47.0]]), 32)
+    for before, after in zip(fitted, extractor.projections, strict=True):
+        assert before is not after and torch.equal(before, after)
+    # the first axis carries more variance than any single channel
+    maps = (
+        torch.randn(2, 5, 16, 16, generator=torch.Generator().manual_seed(0))
+        * torch.tensor([1.0, 5.0, 1.0, 1.0, 0.5])[None, :, None, None]
+    )
+    axes = principal_axes(maps, 2)
+    assert int(axes[:, 0].abs().argmax()) == 1 and float(axes[1, 0]) > 0
+
+
+def test_cf_tracking_on_a_coarser_grid_follows_large_nuclei(model: RecogNet) -> None:
+    # 36 px nuclei seen by a network trained at 16 px: windows, filters and maps on a 0.44x grid
+    movie = drifting_nuclei(
+        velocity=(2.0, -3.0), n=3, frames=8, height=220, width=220, seed=4, radius_mean=18.0
+    )
+    initial = measure_detections(movie.labels[0], 0)
+    diameter = float(2 * np.sqrt(np.median(initial["area"]) / np.pi))
+    extractor = RecogNetFeatures(
+        model, RecogNetFeaturesConfig(model_diameter=16.0), nucleus_diameter=diameter
+    )
+    assert extractor.grid_scale < 0.6
+    result = CFTracker(extractor).track(movie.images, initial)
+    areas = np.stack([[(movie.labels[t] == label).sum() for label in result.labels] for t in range(8)])
+    inside = areas >= 0.95 * areas[0]
+    error = tracking_error(movie, result)
+    error = error - error[0]
+    assert np.abs(error[inside]).max() < 2.0
+
+
+def test_the_linker_refuses_features_on_a_rescaled_grid(model: RecogNet) -> None:
+    from celltrack.link.appearance import TrackFilters
+
+    scaled = RecogNetFeatures(
+        model, STUDY_LAYERS.model_copy(update={"model_diameter": 16.0}), nucleus_diameter=40.0
+    )
+    with pytest.raises(ValueError, match="rescaled"):
+        TrackFilters(scaled, 40, 2.0, 0.01, 0.1, 1.0, torch.device("cpu"))
+    TrackFilters(RecogNetFeatures(model, STUDY_LAYERS), 40, 2.0, 0.01, 0.1, 1.0, torch.device("cpu"))

@@ -334,3 +334,153 @@ def test_mitosis_scores_follow_the_detection_rows(movie) -> None:
         mitosis_scores(net, movie.images[:2], table)
     with pytest.raises(TypeError, match="DataFrame"):
         mitosis_scores(net, movie.images, table.to_numpy())  # type: ignore[arg-type]
+
+
+def neighbour_margins(model: RecogNet, data) -> np.ndarray:
+    """For every nucleus of frame t also in t+1: similarity to itself at t+1 minus the best similarity to its
+    two nearest neighbours at t+1 (positive: the track is nearer than its neighbours)."""
+    from scipy.spatial import cKDTree
+
+    nucleus = data.state != OTHER
+    embedding = model.embed(data.centre_crops()).numpy()
+    margins = []
+    for t in np.unique(data.frame):
+        now = np.flatnonzero(nucleus & (data.frame == t))
+        later = np.flatnonzero(nucleus & (data.frame == t + 1))
+        if len(later) < 3:
+            continue
+        tree = cKDTree(np.stack([data.y[later], data.x[later]], 1))
+        for i in now:
+            same = later[data.label[later] == data.label[i]]
+            if not len(same):
+                continue
+            _, near = tree.query([data.y[same[0]], data.x[same[0]]], k=3)
+            others = [j for j in later[near] if j != same[0]][:2]
+            margins.append(embedding[i] @ embedding[same[0]] - max(embedding[i] @ embedding[others].T))
+    return np.array(margins)
+
+
+def test_fine_tuning_puts_a_track_nearer_to_itself_than_to_its_neighbours() -> None:
+    settings = {"frames": 14, "height": 112, "width": 112, "nuclei": 14, "speed": 2.5, "entry_rate": 0.0}
+    config = CropDatasetConfig(split_block_frames=2, other_per_frame=2, other_min_distance=12.0)
+    train = generate_movie(seed=21, **settings)
+    unseen = generate_movie(seed=22, **settings)
+    data = assign_identities(build_crop_dataset(train.images, train.markers, train.tracks, config), 8)
+    test = build_crop_dataset(unseen.images, unseen.markers, unseen.tracks, config)
+    training = RecogNetTrainingConfig(
+        network=TINY.model_copy(update={"dropout": 0.0}),
+        epochs=8,
+        steps_per_epoch=6,
+        anchors_per_batch=9,
+        crops_per_anchor=3,
+        anchor_neighbours=2,
+        positive_frames=2,
+        learning_rate=1e-2,
+        n_validation_batches=1,
+        progress=False,
+        seed=4,
+    )
+    model = RecogNetTrainer(training).fit(data)
+    torch.manual_seed(0)
+    untrained = RecogNet(model.config).eval()
+    before, after = neighbour_margins(untrained, test), neighbour_margins(model, test)
+    assert len(after) > 50
+    assert (after > 0).mean() >= 0.8, (after > 0).mean()
+    assert np.median(after) > np.median(before) + 0.05
+
+
+def test_neighbour_anchors_fill_batches_with_nuclei_of_one_frame(dataset) -> None:
+    from celltrack.models.recognet import _BatchSampler
+
+    config = RecogNetTrainingConfig(network=TINY, anchors_per_batch=6, anchor_neighbours=2, progress=False)
+    sampler = _BatchSampler(dataset, TRAIN, config)
+    anchors = sampler.indices(np.random.default_rng(0))[:6]
+    for group in anchors.reshape(2, 3):
+        assert len(set(dataset.frame[group])) == 1 and len(set(dataset.label[group])) == 3
+        seed = group[0]
+        same_frame = np.flatnonzero(
+            (dataset.frame == dataset.frame[seed]) & (dataset.state != OTHER) & (dataset.split == TRAIN)
+        )
+        distance = np.hypot(dataset.y[same_frame] - dataset.y[seed], dataset.x[same_frame] - dataset.x[seed])
+        chosen = np.hypot(dataset.y[group] - dataset.y[seed], dataset.x[group] - dataset.x[seed])
+        np.testing.assert_allclose(np.sort(chosen), np.sort(distance)[:3])
+
+
+class _StopError(Exception):
+    pass
+
+
+def test_fine_tuning_from_a_pretrained_model_resumes_to_the_same_weights(dataset, tmp_path) -> None:
+    torch.manual_seed(5)
+    start = RecogNet(TINY.model_copy(update={"input_mean": 0.1, "input_scale": 1.5})).eval()
+    config = RecogNetTrainingConfig(
+        network=TINY,
+        epochs=3,
+        steps_per_epoch=2,
+        anchors_per_batch=4,
+        crops_per_anchor=2,
+        n_validation_batches=1,
+        progress=False,
+    )
+    whole = RecogNetTrainer(config).fit(dataset, initial=start)
+    # the trunk starts from the given weights, the input scaling is kept
+    assert whole.config.input_scale == 1.5 and "pretraining" in whole.training_info
+
+    def stop_after_epoch_2(log) -> None:
+        if log.epoch == 2:
+            raise _StopError
+
+    path = tmp_path / "finetune.pt"
+    with pytest.raises(_StopError):
+        RecogNetTrainer(config).fit(dataset, initial=start, checkpoint=path, callback=stop_after_epoch_2)
+    resumed = RecogNetTrainer(config).fit(dataset, initial=start, checkpoint=path)
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    assert [h["epoch"] for h in resumed.training_info["history"]] == [1, 2, 3]
+
+
+def test_study_identity_head_still_loads_and_runs(movie) -> None:
+    study = RecogNet.load(DEFAULT_RECOGNET_PATH)
+    assert study.config.n_identities == 256 and study.config.nucleus_diameter is None
+    crops = study.crop(movie.images[0], movie.centroids[movie.centroids[:, 0] == 0][:, 2:])
+    logits = study.identity_logits(crops)
+    assert logits.shape == (len(crops), 256) and bool(torch.isfinite(logits).all())
+    assert study.cell_state(crops).shape == (len(crops), 3)
+
+
+def test_movies_are_cut_at_the_model_diameter(movie) -> None:
+    native = build_crop_dataset(movie.images, movie.markers, movie.tracks, CropDatasetConfig())
+    halved = build_crop_dataset(
+        movie.images,
+        movie.markers,
+        movie.tracks,
+        CropDatasetConfig(model_diameter=8.0),
+        nucleus_diameter=16.0,
+    )
+    nuclei = native.state != OTHER
+    assert (native.label[nuclei] == halved.label[halved.state != OTHER]).all()
+    np.testing.assert_allclose(halved.y[halved.state != OTHER], (native.y[nuclei] + 0.5) / 2 - 0.5, atol=1e-4)
+    # within 5 % of the model diameter a movie keeps its native scale
+    close = build_crop_dataset(
+        movie.images,
+        movie.markers,
+        movie.tracks,
+        CropDatasetConfig(model_diameter=10.2),
+        nucleus_diameter=10.0,
+    )
+    np.testing.assert_array_equal(close.crops, native.crops)
+
+
+def test_shipped_tracking_model_is_small_pretrained_and_documented() -> None:
+    from celltrack.models.recognet import TRACKING_RECOGNET_PATH
+
+    assert sum(f.stat().st_size for f in TRACKING_RECOGNET_PATH.iterdir()) < 1.5e6
+    config = json.loads((TRACKING_RECOGNET_PATH / "config.json").read_text())
+    training = config["training"]
+    assert "--pretrain" in training["data"]["command"] and training["torch_threads"] == 1
+    pretraining = training["pretraining"]
+    assert pretraining["crops"]["nuclei"] > 30_000 and pretraining["torch_threads"] == 1
+    assert training["config"]["max_seconds"] is None and training["stopped"] != "time"
+    net = RecogNet.load(TRACKING_RECOGNET_PATH)
+    assert net.config.nucleus_diameter == 16.0 and net.config.n_identities == 256
+    assert net.identity_logits(np.zeros((2, net.config.crop_size, net.config.crop_size))).shape == (2, 256)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from celltrack.cf import CFConfig, FilterBank
-from celltrack.features import FeatureExtractor
+from celltrack.features import FeatureExtractor, from_grid, to_grid
 from celltrack.graph import TrackGraph
 
 logger = logging.getLogger(__name__)
@@ -197,8 +197,17 @@ class CFTracker:
         diameter = float(2 * np.sqrt(np.median(areas) / np.pi))
         return self.config.cf.window_for(diameter)
 
-    def _crop(self, frame: np.ndarray) -> Callable[[np.ndarray], list[torch.Tensor]]:
-        return self.extractor.window_cropper(frame, self._size)
+    def _croppers(
+        self, frame: np.ndarray
+    ) -> tuple[Callable[[np.ndarray], list[torch.Tensor]], Callable[[np.ndarray], list[torch.Tensor]]]:
+        """Crop functions of grid and of frame positions (windows, filters: on the extractor's grid)."""
+        cropper = self.extractor.window_cropper(frame, self._grid_size)
+        if self._scale == 1.0:
+            return cropper, cropper
+        return cropper, lambda positions: cropper(to_grid(positions, self._scale))
+
+    def _grid(self, positions: np.ndarray) -> np.ndarray:
+        return to_grid(positions, self._scale)
 
     def track(
         self,
@@ -236,6 +245,10 @@ class CFTracker:
             raise ValueError(f"start frame {start} outside the movie's {n_frames} frames")
         cfg = self.config
         self._size = self.window_size(initial["area"].to_numpy() if "area" in initial else None)
+        # Features on a rescaled grid (RecogNet at its nucleus size): windows, filters, the Gaussian target
+        # and the PSR exclusion are in grid pixels, positions in frame pixels.
+        self._scale = float(self.extractor.grid_scale)
+        self._grid_size = max(8, round(self._size * self._scale))
         positions = np.full((n_frames, n, 2), np.nan)
         peak = np.full((n_frames, n), np.nan, np.float32)
         psr = np.full((n_frames, n), np.nan, np.float32)
@@ -246,12 +259,12 @@ class CFTracker:
         positions[start] = current
         selected = int(np.clip(selected, 0, max(n - 1, 0)))
         frame = np.asarray(frames[start])
-        crop = self._crop(frame)
+        _, crop = self._croppers(frame)
         bank = (
             FilterBank.train(
                 crop(current),
                 cfg.cf,
-                centres=current,
+                centres=self._grid(current),
                 layer_weights=self.extractor.layer_weights,
                 device=self.device,
             )
@@ -293,16 +306,20 @@ class CFTracker:
                         )
                     )
                 continue
-            crop = self._crop(frame)
+            grid_crop, crop = self._croppers(frame)
             previous = positions[t - 1, active]
             guess = previous + velocity[active] if cfg.momentum else previous
-            new, detection = bank.locate(crop, guess, iterations=cfg.passes)
+            new, detection = bank.locate(grid_crop, self._grid(guess), iterations=cfg.passes)
+            new = from_grid(new, self._scale)
             # Re-detect at the final centres to keep the selected cell's response for display.
             response = None
             if on_frame is not None and selected in active:
                 row = int(np.flatnonzero(active == selected)[0])
                 shown = bank.detect(
-                    crop(new[row : row + 1]), new[row : row + 1], index=np.array([row]), keep_response=True
+                    crop(new[row : row + 1]),
+                    self._grid(new[row : row + 1]),
+                    index=np.array([row]),
+                    keep_response=True,
                 )
                 response = np.fft.fftshift(shown.response[0].cpu().numpy())
             keep = self._still_tracked(new, detection.peak, detection.psr, weak, active, frame.shape)
@@ -314,7 +331,7 @@ class CFTracker:
             bank = bank.select(np.flatnonzero(keep))
             active = active[keep]
             if len(active):
-                bank.update(crop(positions[t, active]), positions[t, active])
+                bank.update(crop(positions[t, active]), self._grid(positions[t, active]))
             if on_frame is not None:
                 mask = np.zeros(n, bool)
                 mask[active] = True

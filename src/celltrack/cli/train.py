@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from celltrack.cli.common import add_common_options, example
 
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "  celltrack train segnet --architecture study --data data/Fluo-N2DL-HeLa/01 --out study_segnet\n"
             "  celltrack train recognet --data data/Fluo-N2DL-HeLa/01 data/Fluo-N2DH-SIM+/01 "
             "--out my_recognet --epochs 30 --seed 0\n"
+            "  celltrack train recognet --pretrain data/nuclei-seg --data data/Fluo-N2DL-HeLa/01 "
+            "data/Fluo-N2DH-SIM+/01 --out my_recognet --checkpoint-dir ckpt\n"
             "(same data, options and OMP_NUM_THREADS: bit-identical weights)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,10 +95,77 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=256,
         help="RecogNet identity classes, taken from the longest GT tracks (default 256)",
     )
+    recog = parser.add_argument_group("RecogNet pre-training and fine-tuning")
+    recog.add_argument(
+        "--pretrain",
+        nargs="+",
+        default=(),
+        metavar="DIR",
+        help="nuclei-seg folders (SET/manifest.csv, images/, labels/): pre-train the trunk self-supervised "
+        "on every nucleus there, then fine-tune on the tracks of --data",
+    )
+    recog.add_argument(
+        "--init", default=None, metavar="MODEL", help="fine-tune from this RecogNet model folder"
+    )
+    recog.add_argument(
+        "--pretrain-steps", type=int, default=None, metavar="N", help="pre-training steps (default 4000)"
+    )
+    recog.add_argument(
+        "--model-diameter",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="rescale every image and movie to this nucleus diameter (default 16 with --pretrain, else "
+        "native)",
+    )
+    recog.add_argument("--crop-size", type=int, default=None, metavar="PX", help="network input side")
+    recog.add_argument(
+        "--channels", default=None, metavar="C1,...,C6", help="widths of the six conv layers"
+    )
+    recog.add_argument("--fc-width", type=int, default=None, metavar="N", help="width of the dense layer")
+    recog.add_argument(
+        "--anchor-neighbours",
+        type=int,
+        default=None,
+        metavar="K",
+        help="fine-tuning batches hold each anchor's K nearest nuclei of its frame (hard negatives)",
+    )
+    recog.add_argument(
+        "--identity-weight", type=float, default=None, metavar="W", help="weight of the identity loss"
+    )
+    recog.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        metavar="DIR",
+        help="write resumable checkpoints here; re-running the same command continues an interrupted run",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     add_common_options(parser)
     return parser
+
+
+#: Architecture pre-trained by ``--pretrain`` unless --crop-size/--channels/--fc-width say otherwise.
+PRETRAIN_NETWORK = {"crop_size": 32, "channels": (8, 8, 16, 16, 32, 32), "fc_width": 256, "dropout": 0.0}
+
+
+def _network_options(args: argparse.Namespace) -> dict:
+    """RecogNetConfig fields given on the command line (architecture defaults of --pretrain beneath)."""
+    network: dict = {}
+    if args.crop_size is not None:
+        network["crop_size"] = args.crop_size
+    if args.channels is not None:
+        try:
+            network["channels"] = tuple(int(v) for v in args.channels.split(","))
+        except ValueError as err:
+            raise ValueError(
+                f"--channels takes six integers like 8,8,16,16,32,32, got {args.channels!r}"
+            ) from err
+    if args.fc_width is not None:
+        network["fc_width"] = args.fc_width
+    if network and args.pretrain:
+        network = {**{k: v for k, v in PRETRAIN_NETWORK.items() if k != "dropout"}, **network}
+    return network
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,8 +201,33 @@ def run(args: argparse.Namespace) -> int:
             overrides["steps_per_epoch"] = args.steps_per_epoch
         if args.members is not None:
             raise ValueError("--members applies to SegNet only; RecogNet is a single network")
+        if args.anchor_neighbours is not None:
+            overrides["anchor_neighbours"] = args.anchor_neighbours
+        if args.identity_weight is not None:
+            overrides["identity_weight"] = args.identity_weight
+        network = _network_options(args)
+        if network:
+            overrides["network"] = network
+        pretrain: dict = {"seed": args.seed, "device": device, "progress": not args.quiet}
+        if args.pretrain_steps is not None:
+            pretrain["steps"] = args.pretrain_steps
+        if network:
+            pretrain["network"] = {"dropout": 0.0, **network}
+        elif args.pretrain:
+            pretrain["network"] = dict(PRETRAIN_NETWORK)
         out = train_recognet_from_folders(
-            args.data, args.out, args.hold_out_frames, overrides, args.overwrite, identities=args.identities
+            args.data,
+            args.out,
+            args.hold_out_frames,
+            overrides,
+            args.overwrite,
+            identities=args.identities,
+            pretrain_dirs=args.pretrain,
+            pretrain_overrides=pretrain,
+            model_diameter=args.model_diameter,
+            checkpoint_dir=args.checkpoint_dir,
+            initial=args.init,
+            command=shlex.join(["celltrack", *getattr(args, "_argv", ["train", "recognet"])]),
         )
     print(f"celltrack train {args.network}: model saved to {out}")
     return 0

@@ -8,7 +8,9 @@ from celltrack.features.base import (
     background_fill,
     crop_windows,
     detect_recentred,
+    from_grid,
     standardise_windows,
+    to_grid,
 )
 from celltrack.features.raw import RawConfig, RawExtractor, extract_raw_windows, raw_feature_maps
 
@@ -23,6 +25,8 @@ __all__ = [
     "crop_windows",
     "detect_recentred",
     "extract_raw_windows",
+    "from_grid",
     "raw_feature_maps",
     "standardise_windows",
+    "to_grid",
 ]

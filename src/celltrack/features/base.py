@@ -230,6 +230,18 @@ def standardise_windows_(windows: torch.Tensor, eps: float = 1e-6) -> torch.Tens
     return windows.div_(std)
 
 
+def to_grid(positions: np.ndarray, scale: float) -> np.ndarray:
+    """Frame positions (px) on a grid of ``scale`` pixels per frame pixel: pixel centres map to centres."""
+    positions = np.asarray(positions, dtype=np.float64)
+    return positions if scale == 1.0 else (positions + 0.5) * scale - 0.5
+
+
+def from_grid(positions: np.ndarray, scale: float) -> np.ndarray:
+    """Inverse of :func:`to_grid`."""
+    positions = np.asarray(positions, dtype=np.float64)
+    return positions if scale == 1.0 else (positions + 0.5) / scale - 0.5
+
+
 def check_crop_request(croppers: Sequence[object], centres: Sequence[object]) -> None:
     """Raise ValueError unless there is one set of centres per cropper, and at least one cropper."""
     if len(croppers) != len(centres) or not croppers:
@@ -249,6 +261,15 @@ class FeatureExtractor(ABC):
     name: str = "base"
     layer_weights: tuple[float, ...] = (1.0,)
     device: torch.device = torch.device("cpu")
+
+    @property
+    def grid_scale(self) -> float:
+        """Feature-grid pixels per frame pixel; 1: windows at the frame's resolution.
+
+        An extractor whose features live on a rescaled frame (RecogNet at its training nucleus size) takes
+        centres and window sizes on that grid; :func:`to_grid` and :func:`from_grid` map positions.
+        """
+        return 1.0
 
     @property
     def n_layers(self) -> int:

@@ -126,6 +126,11 @@ class TrackFilters:
             raise ValueError(f"downsample must be a positive integer, got {downsample}")
         if int(memory) < 1:
             raise ValueError(f"memory must be a positive number of positions, got {memory}")
+        if extractor.grid_scale != 1.0:
+            raise ValueError(
+                f"{extractor.name} features live on a grid rescaled {extractor.grid_scale:.2f}× from the "
+                "frame, which the linker does not map; build the extractor without nucleus_diameter"
+            )
         self.extractor = extractor
         self.centring = centring
         self.downsample = int(downsample)

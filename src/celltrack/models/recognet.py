@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -69,6 +70,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ARCHITECTURE",
     "DEFAULT_RECOGNET_PATH",
+    "TRACKING_RECOGNET_PATH",
     "RecogNet",
     "RecogNetConfig",
     "RecogNetOutput",
@@ -83,8 +85,12 @@ __all__ = [
 
 ARCHITECTURE = "recognet"
 ARCHITECTURE_VERSION = 1
-#: The model shipped with celltrack (see its config.json for the command that reproduces it).
+#: The study-mode model shipped with celltrack: 256-way identity head, cell-state head (mitosis scores);
+#: see its config.json for the command that reproduces it.
 DEFAULT_RECOGNET_PATH = Path(__file__).parent / "weights" / "recognet_default"
+#: The model behind ``--features recognet``: trunk pre-trained self-supervised on still images of many
+#: nuclei, fine-tuned on tracks (see its config.json and README.md for the command).
+TRACKING_RECOGNET_PATH = Path(__file__).parent / "weights" / "recognet_tracking"
 _N_POOLS = 3
 _INFERENCE_BATCH = 512
 
@@ -106,6 +112,12 @@ class RecogNetConfig(BaseModel):
     high_percentile: float = Field(99.5, gt=0, le=100, description="Per-frame level mapped to 1.")
     input_mean: float = Field(0.0, description="Training-set mean of the per-frame normalised crops.")
     input_scale: float = Field(1.0, gt=0, description="Divides the centred crops so they span about ±1.")
+    nucleus_diameter: float | None = Field(
+        None,
+        gt=0,
+        description="Nucleus diameter (px) the network was trained at (frames rescaled to it); None: the "
+        "training movies' native scale.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RecogNetConfig:
@@ -193,7 +205,9 @@ class RecogNet(nn.Module):
         """3×3 max pool, stride 2, padding 1: pooled pixel ``i`` is centred on input pixel ``2 i``."""
         return nnf.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
-    def conv_maps(self, x: torch.Tensor, n_layers: int | None = None) -> list[torch.Tensor]:
+    def conv_maps(
+        self, x: torch.Tensor, n_layers: int | None = None, *, channels_last: bool = False
+    ) -> list[torch.Tensor]:
         """Post-ReLU maps of the first ``n_layers`` conv layers for standardised input of any size.
 
         Parameters
@@ -202,6 +216,9 @@ class RecogNet(nn.Module):
             Standardised input (:meth:`standardise` already applied).
         n_layers : int, optional
             How many conv layers to run (all six by default).
+        channels_last : bool
+            Keep the maps in channels-last memory (same values, about twice as fast on CPU for inference:
+            pooling and convolutions run on contiguous channel vectors).
 
         Returns
         -------
@@ -215,7 +232,9 @@ class RecogNet(nn.Module):
         for index, conv in enumerate(self.convs[:n_layers]):
             if index and index % 2 == 0:
                 h = self.pool(h)
-            h = nnf.relu(conv(h))
+            h = nnf.relu(conv(h), inplace=channels_last)
+            if channels_last and index == 0:
+                h = h.contiguous(memory_format=torch.channels_last)
             maps.append(h)
         return maps
 
@@ -354,6 +373,32 @@ class RecogNet(nn.Module):
         return model.to(device).eval()
 
 
+def training_record(
+    trainer: str, config: BaseModel, torch_seed: int, seconds: float, provenance: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What every RecogNet training run records in its model folder: who, how, with what, how long."""
+    return {
+        "trainer": trainer,
+        "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+        "config": config.model_dump(mode="json"),
+        "torch_seed": torch_seed,
+        "data": dict(provenance or {}),
+        "torch_version": torch.__version__,
+        # Float reductions in the convolution kernels depend on the thread count: bit-identical weights
+        # need the same count (and torch build) as this run.
+        "torch_threads": torch.get_num_threads(),
+        "celltrack_version": _celltrack_version(),
+    }
+
+
+def save_training_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    """Write a resumable training state atomically (a crash never leaves a half-written checkpoint)."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(dict(state), partial)
+    os.replace(partial, path)
+
+
 # ---------------------------------------------------------------------------- losses
 def supervised_contrastive_loss(
     embedding: torch.Tensor,
@@ -420,6 +465,13 @@ class RecogNetTrainingConfig(TrainingRunSettings):
     mitosis_per_batch: int = Field(12, ge=0, description="Extra mitosis crops per batch (a rare class).")
     other_per_batch: int = Field(8, ge=0, description="Extra 'other' crops per batch.")
     positive_frames: int = Field(3, ge=0, description="Max frame gap of embedding positives.")
+    anchor_neighbours: int = Field(
+        0,
+        ge=0,
+        description="Each drawn anchor brings this many of its nearest nuclei of the same frame as further "
+        "anchors, so that the batch holds the neighbours it must be told apart from (hard negatives); 0: "
+        "anchors drawn independently (the study's sampling).",
+    )
     temperature: float = Field(0.1, gt=0, description="Contrastive temperature.")
     identity_weight: float = Field(1.0, ge=0, description="Weight of the identity cross-entropy.")
     embedding_weight: float = Field(1.0, ge=0, description="Weight of the contrastive loss.")
@@ -474,13 +526,44 @@ class _BatchSampler:
             self.track_end[self.sorted_index[s:e]] = e
         self.size = dataset.config.crop_size
         self.margin = dataset.config.margin
+        self.neighbours = (
+            self._same_frame_neighbours(config.anchor_neighbours) if config.anchor_neighbours else None
+        )
+
+    def _same_frame_neighbours(self, k: int) -> np.ndarray:
+        """(M, k) nearest nuclei in the same movie and frame of each split nucleus (itself if alone)."""
+        from scipy.spatial import cKDTree
+
+        data = self.dataset
+        nearest = np.repeat(np.arange(len(data))[:, None], k, axis=1)
+        frame_key = data.movie.astype(np.int64) * (1 << 32) + data.frame.astype(np.int64)
+        order = self.nucleus[np.argsort(frame_key[self.nucleus], kind="stable")]
+        keys = frame_key[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        for s, e in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+            rows = order[s:e]
+            if len(rows) < 2:
+                continue
+            points = np.stack([data.y[rows], data.x[rows]], 1)
+            count = min(k + 1, len(rows))
+            _, index = cKDTree(points).query(points, k=count)
+            found = rows[np.asarray(index).reshape(len(rows), count)[:, 1:]]
+            nearest[rows, : count - 1] = found
+            nearest[rows, count - 1 :] = found[:, -1:]
+        return nearest
 
     def __bool__(self) -> bool:
         return len(self.nucleus) > 0
 
     def indices(self, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
-        anchors = self.nucleus[rng.integers(len(self.nucleus), size=cfg.anchors_per_batch)]
+        if self.neighbours is None:
+            anchors = self.nucleus[rng.integers(len(self.nucleus), size=cfg.anchors_per_batch)]
+        else:
+            group = cfg.anchor_neighbours + 1
+            seeds = self.nucleus[rng.integers(len(self.nucleus), size=-(-cfg.anchors_per_batch // group))]
+            grouped = np.concatenate([seeds[:, None], self.neighbours[seeds]], axis=1).ravel()
+            anchors = grouped[: cfg.anchors_per_batch]
         chosen = [anchors]
         for _ in range(cfg.crops_per_anchor - 1):
             partners = np.empty_like(anchors)
@@ -573,6 +656,8 @@ class RecogNetTrainer:
         *,
         provenance: Mapping[str, Any] | None = None,
         callback: Callable[[EpochLog], None] | None = None,
+        initial: RecogNet | None = None,
+        checkpoint: str | Path | None = None,
     ) -> RecogNet:
         """Train on ``dataset`` (its TRAIN split; VALIDATION picks the best epoch).
 
@@ -584,6 +669,13 @@ class RecogNetTrainer:
             JSON-serialisable description of the data, stored in the model folder.
         callback : callable, optional
             Called with an :class:`~celltrack.models.training.EpochLog` after every epoch.
+        initial : RecogNet, optional
+            Start from these weights (e.g. :func:`~celltrack.models.recognet_pretrain.pretrain_recognet`):
+            its architecture, input scaling and nucleus diameter are kept and ``config.network`` is ignored
+            except for ``n_identities`` and ``dropout``.
+        checkpoint : path, optional
+            File written after every epoch; when it exists the run resumes from it (same config required)
+            and ends with the weights of an uninterrupted run.
 
         Returns
         -------
@@ -595,10 +687,11 @@ class RecogNetTrainer:
         started = time.monotonic()
         if not isinstance(dataset, CropDataset):
             raise TypeError(f"RecogNetTrainer.fit expects a CropDataset, got {type(dataset).__name__}")
-        if dataset.config.crop_size != cfg.network.crop_size:
+        crop_size = initial.config.crop_size if initial is not None else cfg.network.crop_size
+        if dataset.config.crop_size != crop_size:
             raise ValueError(
                 f"dataset crops are {dataset.config.crop_size} px but the network takes "
-                f"{cfg.network.crop_size}; build the dataset with CropDatasetConfig(crop_size=...)"
+                f"{crop_size}; build the dataset with CropDatasetConfig(crop_size=...)"
             )
         n_identities = dataset.n_identities
         if n_identities == 0:
@@ -615,17 +708,37 @@ class RecogNetTrainer:
         seeds = np.random.SeedSequence(cfg.seed).spawn(3)
         rng = np.random.default_rng(seeds[0])
         val_rng = np.random.default_rng(seeds[1])
-        train_crops = dataset.centre_crops()[dataset.split == TRAIN]
-        mean = float(train_crops.mean())
-        scale = float(np.percentile(np.abs(train_crops - mean), 99.9)) or 1.0
-        network = cfg.network.model_copy(
-            update={
-                "input_mean": mean,
-                "input_scale": scale,
-                "background_percentile": dataset.config.background_percentile,
-                "high_percentile": dataset.config.high_percentile,
-            }
-        )
+        if initial is not None:
+            network = initial.config.model_copy(
+                update={"n_identities": cfg.network.n_identities, "dropout": cfg.network.dropout}
+            )
+            if (network.background_percentile, network.high_percentile) != (
+                dataset.config.background_percentile,
+                dataset.config.high_percentile,
+            ):
+                raise ValueError(
+                    "the dataset's normalisation percentiles differ from the initial model's; build it with "
+                    f"background_percentile={network.background_percentile}, "
+                    f"high_percentile={network.high_percentile}"
+                )
+            if network.nucleus_diameter != dataset.config.model_diameter:
+                raise ValueError(
+                    f"the initial model sees nuclei at {network.nucleus_diameter} px but the dataset was cut "
+                    f"at {dataset.config.model_diameter}; build it with CropDatasetConfig(model_diameter=...)"
+                )
+        else:
+            train_crops = dataset.centre_crops()[dataset.split == TRAIN]
+            mean = float(train_crops.mean())
+            scale = float(np.percentile(np.abs(train_crops - mean), 99.9)) or 1.0
+            network = cfg.network.model_copy(
+                update={
+                    "input_mean": mean,
+                    "input_scale": scale,
+                    "background_percentile": dataset.config.background_percentile,
+                    "high_percentile": dataset.config.high_percentile,
+                    "nucleus_diameter": dataset.config.model_diameter,
+                }
+            )
         device = torch.device(cfg.device)
         torch_seed = int(seeds[2].generate_state(1, np.uint64)[0] % (2**63))
         # Weights and dropout masks come from a forked generator: the run neither disturbs nor depends on the
@@ -637,6 +750,9 @@ class RecogNetTrainer:
         ):
             torch.manual_seed(torch_seed)
             model = RecogNet(network).to(device)
+            if initial is not None:
+                trunk = {k: v for k, v in initial.state_dict().items() if not k.startswith("identity_head.")}
+                model.load_state_dict(trunk, strict=False)
             return self._train(
                 model,
                 dataset,
@@ -648,6 +764,8 @@ class RecogNetTrainer:
                 provenance,
                 callback,
                 torch_seed,
+                Path(checkpoint) if checkpoint is not None else None,
+                initial.training_info if initial is not None else None,
             )
 
     def _train(
@@ -662,6 +780,8 @@ class RecogNetTrainer:
         provenance: Mapping[str, Any] | None,
         callback: Callable[[EpochLog], None] | None,
         torch_seed: int,
+        checkpoint_path: Path | None,
+        pretraining: Mapping[str, Any] | None,
     ) -> RecogNet:
         cfg = self.config
         device = model.device
@@ -678,11 +798,34 @@ class RecogNetTrainer:
         self.history = []
         out_of_time = False
         epochs_run = 0
+        elapsed_before = 0.0
+        if checkpoint_path is not None and checkpoint_path.is_file():
+            state = torch.load(checkpoint_path, weights_only=False)
+            if state["config"] != cfg.model_dump(mode="json"):
+                raise ValueError(
+                    f"{checkpoint_path}: checkpoint of a different configuration; delete it or use another"
+                )
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            checkpoint.best_loss, checkpoint.best_epoch = state["best_loss"], state["best_epoch"]
+            checkpoint.epochs_since_best, checkpoint.state = state["epochs_since_best"], state["best_state"]
+            self.history = [EpochLog(**h) for h in state["history"]]
+            epochs_run, elapsed_before = state["epoch"], state["seconds"]
+            logger.info("resuming RecogNet training after epoch %d from %s", epochs_run, checkpoint_path)
         bar = tqdm(
-            total=cfg.epochs * steps, desc="RecogNet", disable=None if cfg.progress else True, leave=False
+            total=cfg.epochs * steps,
+            initial=epochs_run * steps,
+            desc="RecogNet",
+            disable=None if cfg.progress else True,
+            leave=False,
         )
         try:
-            for epoch in range(1, cfg.epochs + 1):
+            for epoch in range(epochs_run + 1, cfg.epochs + 1):
+                if checkpoint.should_stop:
+                    break
                 model.train()
                 losses = []
                 for _ in range(steps):
@@ -709,7 +852,7 @@ class RecogNetTrainer:
                     best_validation_loss=checkpoint.best_loss,
                     improved=improved,
                     learning_rate=float(optimizer.param_groups[0]["lr"]),
-                    seconds=time.monotonic() - started,
+                    seconds=elapsed_before + time.monotonic() - started,
                 )
                 self.history.append(log)
                 bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
@@ -721,6 +864,25 @@ class RecogNetTrainer:
                     " *" if improved else "",
                     log.seconds,
                 )
+                if checkpoint_path is not None and not out_of_time:
+                    save_training_checkpoint(
+                        checkpoint_path,
+                        {
+                            "config": cfg.model_dump(mode="json"),
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(),
+                            "best_loss": checkpoint.best_loss,
+                            "best_epoch": checkpoint.best_epoch,
+                            "epochs_since_best": checkpoint.epochs_since_best,
+                            "best_state": checkpoint.state,
+                            "history": [asdict(h) for h in self.history],
+                            "epoch": epoch,
+                            "seconds": log.seconds,
+                        },
+                    )
                 if callback is not None:
                     callback(log)
                 if checkpoint.should_stop or out_of_time:
@@ -730,11 +892,13 @@ class RecogNetTrainer:
         checkpoint.restore(model)
         model.eval()
         model.training_info = {
-            "trainer": f"{type(self).__module__}.{type(self).__name__}",
-            "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.monotonic() - started, 1),
-            "config": cfg.model_dump(mode="json"),
-            "torch_seed": torch_seed,
+            **training_record(
+                f"{type(self).__module__}.{type(self).__name__}",
+                cfg,
+                torch_seed,
+                elapsed_before + time.monotonic() - started,
+                provenance,
+            ),
             "epochs": epochs_run,
             "best_epoch": checkpoint.best_epoch,
             "steps_per_epoch": steps,
@@ -743,13 +907,9 @@ class RecogNetTrainer:
             "dataset": dataset.summary(),
             "dataset_config": dataset.config.model_dump(mode="json"),
             "history": [asdict(h) for h in self.history],
-            "data": dict(provenance or {}),
-            "torch_version": torch.__version__,
-            # Float reductions in the convolution kernels depend on the thread count: bit-identical weights
-            # need the same count (and torch build) as this run.
-            "torch_threads": torch.get_num_threads(),
-            "celltrack_version": _celltrack_version(),
         }
+        if pretraining is not None:
+            model.training_info["pretraining"] = dict(pretraining)
         return model
 
     def _validate(self, model: RecogNet, batches: list[_Batch]) -> float:

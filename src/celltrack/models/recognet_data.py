@@ -32,9 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from celltrack.graph import measure_detections
+from celltrack.models.segnet import resize_maps
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +51,16 @@ __all__ = [
     "VALIDATION",
     "CropDataset",
     "CropDatasetConfig",
+    "PercentileLevels",
     "assign_identities",
     "build_crop_dataset",
     "build_crop_dataset_from_ctc",
     "concat_datasets",
     "crop_nuclei",
     "frame_splits",
+    "marker_diameter",
     "normalise_frame",
+    "rescale_frame",
 ]
 
 INTERPHASE, MITOSIS, OTHER = 0, 1, 2
@@ -65,15 +70,29 @@ SPLIT_NAMES = ("train", "validation", "test")
 _MAX_PERCENTILE_PIXELS = 1 << 20
 
 
-class CropDatasetConfig(BaseModel):
-    """How crops are cut, labelled and split (lengths in pixels, times in frames)."""
+class PercentileLevels(BaseModel):
+    """Per-frame (or per-image) normalisation levels: :func:`normalise_frame`'s percentiles."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    crop_size: int = Field(40, ge=8, description="Network input side (px).")
-    margin: int = Field(4, ge=0, description="Extra px stored on each side for random shifts.")
     background_percentile: float = Field(50.0, ge=0, lt=100, description="Per-frame level mapped to 0.")
     high_percentile: float = Field(99.5, gt=0, le=100, description="Per-frame level mapped to 1.")
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> PercentileLevels:
+        if self.high_percentile <= self.background_percentile:
+            raise ValueError(
+                f"high_percentile ({self.high_percentile}) must exceed background_percentile "
+                f"({self.background_percentile})"
+            )
+        return self
+
+
+class CropDatasetConfig(PercentileLevels):
+    """How crops are cut, labelled and split (lengths in pixels, times in frames)."""
+
+    crop_size: int = Field(40, ge=8, description="Network input side (px).")
+    margin: int = Field(4, ge=0, description="Extra px stored on each side for random shifts.")
     mitosis_parent_frames: int = Field(
         3, ge=0, description="Last frames of a dividing track labelled mitosis."
     )
@@ -86,14 +105,15 @@ class CropDatasetConfig(BaseModel):
     validation_fraction: float = Field(0.08, ge=0, lt=1, description="Share of frame blocks for validation.")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="Share of frame blocks for the test split.")
     seed: int = Field(0, description="Seeds the split and the 'other' positions.")
+    model_diameter: float | None = Field(
+        None,
+        gt=0,
+        description="Frames are rescaled so that the movie's median nucleus diameter becomes this (px) "
+        "before cropping; None: native scale. Lengths above are then at the model's scale.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CropDatasetConfig:
-        if self.high_percentile <= self.background_percentile:
-            raise ValueError(
-                f"high_percentile ({self.high_percentile}) must exceed background_percentile "
-                f"({self.background_percentile})"
-            )
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"validation_fraction + test_fraction must leave training frames, got "
@@ -186,7 +206,10 @@ class CropDataset:
 
 
 def normalise_frame(
-    frame: np.ndarray, background_percentile: float = 50.0, high_percentile: float = 99.5
+    frame: np.ndarray,
+    background_percentile: float = 50.0,
+    high_percentile: float = 99.5,
+    max_pixels: int = _MAX_PERCENTILE_PIXELS,
 ) -> np.ndarray:
     """Robust per-frame normalisation: ``(frame - p_bg) / (p_high - p_bg)``.
 
@@ -197,6 +220,8 @@ def normalise_frame(
     background_percentile, high_percentile : float
         Percentiles (0-100) mapped to 0 and 1; the median is background because nuclei cover well under
         half a frame.
+    max_pixels : int
+        The percentiles come from a regular grid of at most this many pixels (the whole frame if smaller).
 
     Returns
     -------
@@ -213,7 +238,7 @@ def normalise_frame(
     data = frame.astype(np.float32, copy=False)
     sample = data
     step = 1
-    while sample.size > _MAX_PERCENTILE_PIXELS:
+    while sample.size > max_pixels:
         step += 1
         sample = data[::step, ::step]
     low, high = np.percentile(sample, [background_percentile, high_percentile])
@@ -362,6 +387,7 @@ def build_crop_dataset(
     config: CropDatasetConfig | None = None,
     *,
     movie: str = "movie",
+    nucleus_diameter: float | None = None,
 ) -> CropDataset:
     """Crops of every GT nucleus (and some background) of one movie.
 
@@ -376,11 +402,16 @@ def build_crop_dataset(
     config : CropDatasetConfig, optional
     movie : str
         Name stored in the dataset.
+    nucleus_diameter : float, optional
+        Median nucleus diameter of the movie (px), for ``config.model_diameter``; measured from the markers
+        of the first frames when omitted (markers must then cover whole nuclei, as CTC TRA markers of
+        HeLa and SIM+ do).
 
     Returns
     -------
     CropDataset
-        Identities unassigned (-1): call :func:`assign_identities` on the (concatenated) datasets.
+        Identities unassigned (-1): call :func:`assign_identities` on the (concatenated) datasets. With
+        ``config.model_diameter`` set, crops and centres ``y, x`` are at the model's scale.
     """
     config = config if config is not None else CropDatasetConfig()
     n_frames = len(images)
@@ -392,6 +423,14 @@ def build_crop_dataset(
     in_mitosis = mitosis_frames(table, config)
     splits = frame_splits(n_frames, config)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, n_frames]))
+    factor = 1.0
+    if config.model_diameter is not None:
+        diameter = nucleus_diameter if nucleus_diameter is not None else marker_diameter(markers)
+        if not (np.isfinite(diameter) and diameter > 0):
+            raise ValueError(f"{movie}: nucleus diameter must be a positive number of px, got {diameter}")
+        factor = config.model_diameter / diameter
+        # As RecogNetFeatures: within 5 % of the model's diameter a movie stays at its native scale.
+        factor = 1.0 if abs(np.log(factor)) <= np.log(1.05) else factor
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("crops", "label", "frame", "y", "x", "state")}
     for t in range(n_frames):
         frame = np.asarray(images[t])
@@ -403,7 +442,11 @@ def build_crop_dataset(
         normalised = normalise_frame(frame, config.background_percentile, config.high_percentile)
         nuclei = measure_detections(labels, t)
         centres = nuclei[["y", "x"]].to_numpy(np.float64)
-        others = _other_centres(centres, frame.shape, config.other_per_frame, config.other_min_distance, rng)
+        if factor != 1.0:
+            normalised, centres = rescale_frame(normalised, centres, factor)
+        others = _other_centres(
+            centres, normalised.shape, config.other_per_frame, config.other_min_distance, rng
+        )
         all_centres = np.concatenate([centres, others])
         if not len(all_centres):
             continue
@@ -440,6 +483,34 @@ def build_crop_dataset(
     )
     logger.info("%s: %s", movie, dataset.summary())
     return dataset
+
+
+def marker_diameter(markers: Sequence[np.ndarray] | np.ndarray, frames: int = 5) -> float:
+    """Median equivalent diameter sqrt(4·area/π) of the labelled objects of the first ``frames`` (px)."""
+    areas = np.concatenate(
+        [
+            np.bincount(np.asarray(markers[t]).ravel().astype(np.int64))[1:]
+            for t in range(min(frames, len(markers)))
+        ]
+    )
+    areas = areas[areas > 0]
+    return float(np.median(np.sqrt(4.0 * areas / np.pi))) if areas.size else float("nan")
+
+
+def rescale_frame(image: np.ndarray, centres: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a (normalised) frame by ``factor`` (antialiased when shrinking) and map centres with it.
+
+    Returns
+    -------
+    image : numpy.ndarray, shape (round(Y·factor), round(X·factor)), float32
+    centres : numpy.ndarray, shape (N, 2)
+        ``(c + 0.5) · s - 0.5`` per axis, ``s`` the exact size ratio (pixel centres as in the resizing).
+    """
+    size = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    scaled = resize_maps(tensor, size)[0, 0].numpy()
+    ratio = np.array([size[0] / image.shape[0], size[1] / image.shape[1]])
+    return scaled, (np.asarray(centres, np.float64) + 0.5) * ratio - 0.5
 
 
 def concat_datasets(datasets: Sequence[CropDataset]) -> CropDataset:

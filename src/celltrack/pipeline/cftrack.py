@@ -123,7 +123,7 @@ def run_cf_track(
     init: np.ndarray | str | Path | None = None,
     detections: ImageSequence | str | Path | None = None,
     cells: Sequence[int] | None = None,
-    features: str = "raw",
+    features: str | FeatureExtractor = "raw",
     device: str = "cpu",
     overwrite: bool = False,
     progress: Progress = no_progress,
@@ -136,7 +136,8 @@ def run_cf_track(
     ``out_dir`` receives a CTC result (``maskTTT.tif``, ``res_track.txt``; each tracked cell
     takes the detection under its position when ``detections`` are given, otherwise a disc of
     its initial size), ``trajectories.csv`` (centroid, peak and PSR per cell and frame),
-    ``filters.npz`` (the final filters) and ``celltrack.json``.
+    ``filters.npz`` (the final filters) and ``celltrack.json``. ``features`` is an extractor name
+    (:func:`build_extractor`) or a ready :class:`~celltrack.features.FeatureExtractor`.
     """
     images = images if isinstance(images, ImageSequence) else open_sequence(images)
     if isinstance(detections, str | Path):
@@ -158,7 +159,11 @@ def run_cf_track(
     with atomic_output_dir(out_dir, overwrite) as tmp:
         targets = initial_targets(images, init, detections, cells)
         diameter = float(2 * np.sqrt(np.median(targets["area"]) / np.pi))
-        extractor = build_extractor(features, torch_device, diameter, cache_features)
+        extractor = (
+            features
+            if isinstance(features, FeatureExtractor)
+            else build_extractor(features, torch_device, diameter, cache_features)
+        )
         selected = 0
         if selected_label is not None and selected_label in set(targets["label"]):
             selected = int(np.flatnonzero(targets["label"].to_numpy() == selected_label)[0])
@@ -192,7 +197,7 @@ def run_cf_track(
             )
         full_config = {
             "tracker": (config or CFTrackerConfig()).model_dump(mode="json"),
-            "features": features,
+            "features": features if isinstance(features, str) else features.name,
             "device": str(torch_device),
             "cells": list(cells or []),
         }

@@ -213,6 +213,13 @@ def train_recognet_from_folders(
     overrides: dict[str, Any] | None = None,
     overwrite: bool = False,
     identities: int = 256,
+    *,
+    pretrain_dirs: Sequence[str | Path] = (),
+    pretrain_overrides: dict[str, Any] | None = None,
+    model_diameter: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    initial: str | Path | None = None,
+    command: str = "celltrack train recognet",
 ) -> Path:
     """``celltrack train recognet``: crops around GT TRA markers → identity, embedding and state heads.
 
@@ -231,6 +238,22 @@ def train_recognet_from_folders(
         Replace an existing ``out``.
     identities : int
         Identity classes, taken from the longest GT tracks.
+    pretrain_dirs : sequence of path
+        nuclei-seg folders (:mod:`celltrack.io.nuclei_seg`): the trunk is first pre-trained on every
+        nucleus there (:func:`~celltrack.models.recognet_pretrain.pretrain_recognet`), then fine-tuned on
+        the tracks of ``seq_dirs``.
+    pretrain_overrides : dict, optional
+        :class:`~celltrack.models.recognet_pretrain.PretrainConfig` fields (``steps``, ``network``, …).
+    model_diameter : float, optional
+        Nucleus diameter (px) every image and movie is rescaled to (16 with ``pretrain_dirs``); None: the
+        movies' native scale (the study's model).
+    checkpoint_dir : path, optional
+        Folder for resumable checkpoints (``pretrain.pt``, ``finetune.pt``) and the pre-trained model
+        folder (``pretrained/``); a re-run with the same options continues where an interrupted one stopped.
+    initial : path, optional
+        Model folder to fine-tune from instead of pre-training (e.g. a pre-trained model).
+    command : str
+        The command line, recorded in the model folder.
 
     Returns
     -------
@@ -239,21 +262,97 @@ def train_recognet_from_folders(
         bit-identical weights.
     """
     from celltrack.io import check_output
-    from celltrack.models.recognet import RecogNetTrainingConfig, train_recognet
-    from celltrack.models.recognet_data import build_crop_dataset_from_ctc
+    from celltrack.models.recognet import RecogNet, RecogNetTrainer, RecogNetTrainingConfig
+    from celltrack.models.recognet_data import CropDatasetConfig, build_crop_dataset_from_ctc
 
     check_output(out, overwrite)
     if hold_out_frames:
         logger.info("RecogNet uses its own frame-block test split; --hold-out-frames is ignored")
+    if pretrain_dirs and initial is not None:
+        raise ValueError("give either --pretrain (pre-train here) or --init (an already trained model)")
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoints is not None:
+        checkpoints.mkdir(parents=True, exist_ok=True)
     data = dict(overrides or {})
     network = dict(data.pop("network", {}) or {})
     network["n_identities"] = identities
+    start_model = None
+    if pretrain_dirs:
+        diameter = 16.0 if model_diameter is None else model_diameter
+        start_model = pretrain_from_folders(
+            pretrain_dirs,
+            pretrain_overrides,
+            diameter,
+            checkpoints / "pretrain.pt" if checkpoints is not None else None,
+        )
+        if checkpoints is not None:
+            # The pre-trained model alone: it has never seen a tracked movie (an honest baseline).
+            start_model.save(checkpoints / "pretrained", overwrite=True)
+        network.update(crop_size=start_model.config.crop_size, channels=start_model.config.channels)
+    elif initial is not None:
+        start_model = RecogNet.load(initial)
+        network.update(crop_size=start_model.config.crop_size, channels=start_model.config.channels)
+    if start_model is not None:
+        model_diameter = start_model.config.nucleus_diameter
+        network["dropout"] = start_model.config.dropout
     config = RecogNetTrainingConfig.model_validate({**data, "network": network})
-    dataset = build_crop_dataset_from_ctc([Path(d) for d in seq_dirs], n_identities=identities)
+    crop_config = CropDatasetConfig(
+        crop_size=config.network.crop_size,
+        model_diameter=model_diameter,
+        seed=config.seed,
+        **(
+            {}
+            if start_model is None
+            else {
+                "background_percentile": start_model.config.background_percentile,
+                "high_percentile": start_model.config.high_percentile,
+            }
+        ),
+    )
+    dataset = build_crop_dataset_from_ctc([Path(d) for d in seq_dirs], crop_config, n_identities=identities)
     logger.info("training RecogNet on %s", dataset.summary())
     provenance = {
         "datasets": [f"{Path(d).parent.name}/{Path(d).name}" for d in seq_dirs],
-        "command": "celltrack train recognet",
+        "pretrain": [str(Path(d)) for d in pretrain_dirs],
+        "initial": str(initial) if initial is not None else None,
+        "command": command,
     }
-    model = train_recognet(dataset, config, provenance=provenance)
+    model = RecogNetTrainer(config).fit(
+        dataset,
+        provenance=provenance,
+        initial=start_model,
+        checkpoint=checkpoints / "finetune.pt" if checkpoints is not None else None,
+    )
     return model.save(out, overwrite=overwrite)
+
+
+def pretrain_from_folders(
+    roots: Sequence[str | Path],
+    overrides: dict[str, Any] | None,
+    model_diameter: float,
+    checkpoint: Path | None = None,
+) -> Any:
+    """Self-supervised pre-training on every nucleus of nuclei-seg folders; returns the RecogNet."""
+    from celltrack.io.nuclei_seg import iter_labelled_images
+    from celltrack.models.recognet_pretrain import (
+        NucleusCropsConfig,
+        PretrainConfig,
+        build_nucleus_crops,
+        pretrain_recognet,
+    )
+
+    config = PretrainConfig.model_validate(overrides or {})
+    crop_config = NucleusCropsConfig(
+        model_diameter=model_diameter,
+        stored_size=_stored_size(config.network.crop_size, config.augmentation.scale_range[1]),
+    )
+    crops = build_nucleus_crops(iter_labelled_images(list(roots)), crop_config)
+    logger.info("pre-training RecogNet on %s", crops.summary())
+    provenance = {"pretrain": [str(Path(r)) for r in roots], "command": "celltrack train recognet --pretrain"}
+    return pretrain_recognet(crops, config, checkpoint=checkpoint, provenance=provenance)
+
+
+def _stored_size(crop_size: int, max_zoom: float) -> int:
+    """Stored crop side that keeps any rotation of a ``max_zoom``-times wider view inside real pixels."""
+    side = int(np.ceil(crop_size * max_zoom * np.sqrt(2))) + 8
+    return side + side % 2

@@ -52,12 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     seg.add_argument("--batch-size", type=int, default=None, help="patches per step (panoptic; default 8)")
     seg.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default 2e-3)")
     seg.add_argument(
-        "--init", metavar="MODEL", default=None,
-        help="start from this panoptic model folder ('default' = the shipped one): fine-tuning",
-    )
-    seg.add_argument(
         "--resume", action="store_true",
-        help="continue an interrupted run from its checkpoint (OUT.checkpoint/, same options)",
+        help="continue an interrupted run from its checkpoint (--checkpoint-dir, default OUT.checkpoint/; "
+        "same options)",
     )
     seg.add_argument(
         "--exclude-split", nargs="+", default=[], metavar="NAME",
@@ -105,9 +102,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "on every nucleus there, then fine-tune on the tracks of --data",
     )
     recog.add_argument(
-        "--init", default=None, metavar="MODEL", help="fine-tune from this RecogNet model folder"
-    )
-    recog.add_argument(
         "--pretrain-steps", type=int, default=None, metavar="N", help="pre-training steps (default 4000)"
     )
     recog.add_argument(
@@ -133,11 +127,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     recog.add_argument(
         "--identity-weight", type=float, default=None, metavar="W", help="weight of the identity loss"
     )
-    recog.add_argument(
+    parser.add_argument(
+        "--init", default=None, metavar="MODEL",
+        help="fine-tune: start from this model folder of the same network ('default' = the shipped SegNet)",
+    )
+    parser.add_argument(
         "--checkpoint-dir",
         default=None,
         metavar="DIR",
-        help="write resumable checkpoints here; re-running the same command continues an interrupted run",
+        help="write resumable checkpoints here (SegNet: default OUT.checkpoint/, continue with --resume; "
+        "RecogNet: re-running the same command continues an interrupted run)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
@@ -174,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = str(resolve_device(args.device))
     args.data = expand_datasets(args.data)  # a data set folder stands for its sequences 01, 02 …
+    if args.network == "recognet" and args.resume:
+        raise ValueError("--resume applies to SegNet; RecogNet continues when re-run with --checkpoint-dir")
     if args.network == "segnet" and args.architecture == "panoptic":
         out = _train_panoptic(args, device)
     elif args.network == "segnet":
@@ -234,9 +235,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_panoptic(args: argparse.Namespace, device: str) -> object:
-    import shlex
-    import sys
-
     from celltrack.models.panoptic import DEFAULT_PANOPTIC_PATH
     from celltrack.pipeline.train import train_panoptic_from_folders
 
@@ -266,5 +264,6 @@ def _train_panoptic(args: argparse.Namespace, device: str) -> object:
     return train_panoptic_from_folders(
         args.data, args.out, hold_out_frames=args.hold_out_frames, exclude_splits=args.exclude_split,
         synthetic=args.synthetic, overrides=overrides, init=init, resume=args.resume,
-        overwrite=args.overwrite, command=shlex.join(["celltrack", *sys.argv[1:]]),
+        checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
+        command=shlex.join(["celltrack", *getattr(args, "_argv", ["train", "segnet"])]),
     )

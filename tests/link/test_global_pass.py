@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from celltrack.link.global_pass import LinkState, _branch_length, _pairs_within_groups, _reference_intensity
+from celltrack.link.global_pass import _branch_length, _pairs_within_groups
+from celltrack.link.state import LinkState, branch_length, history_length, history_median
 
 
 def test_link_state_from_arrays_matches_links_added_one_by_one() -> None:
@@ -70,16 +69,24 @@ def test_pairs_within_groups_lists_every_pair_of_each_run() -> None:
     assert len(_pairs_within_groups(np.array([1]))[0]) == 0
 
 
-def test_reference_intensity_is_the_median_of_up_to_ten_predecessors() -> None:
+def test_history_median_is_the_median_of_up_to_ten_predecessors() -> None:
     # a chain 0 -> 1 -> ... -> 13 and a lone node 14
     n = 15
     state = LinkState(n, np.arange(13), np.arange(1, 14))
     intensity = np.arange(n, dtype=float) ** 1.5
-    scene = SimpleNamespace(intensity=intensity)
     nodes = np.array([13, 3, 0, 14, 1])
-    got = _reference_intensity(scene, state, nodes)  # type: ignore[arg-type]
+    got = history_median(intensity, state, nodes)
     assert got[0] == np.median(intensity[3:13])  # ten predecessors of 13
     assert got[1] == np.median(intensity[0:3])
     assert np.isnan(got[2]) and np.isnan(got[3])
     assert got[4] == intensity[0]
-    assert np.isnan(_reference_intensity(SimpleNamespace(intensity=None), state, nodes)).all()  # type: ignore[arg-type]
+    assert np.isnan(history_median(None, state, nodes)).all()
+    assert history_length(state, nodes).tolist() == [10, 3, 0, 0, 1]
+    assert history_length(state, nodes, limit=2).tolist() == [2, 2, 0, 0, 1]
+
+
+def test_branch_lengths_count_frames_until_an_end_or_a_division() -> None:
+    # 0 -> 1 -> 2 -> {3, 4}; 4 -> 5; lone 6
+    state = LinkState(7, np.array([0, 1, 2, 2, 4]), np.array([1, 2, 3, 4, 5]))
+    assert branch_length(state, np.array([0, 1, 3, 4, 6])).tolist() == [3, 2, 1, 2, 1]
+    assert branch_length(state, np.array([0]), limit=2).tolist() == [2]

@@ -20,115 +20,15 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from celltrack.link.costs import Scene
-from celltrack.link.divisions import division_cost
+from celltrack.link.divisions import division_cost, division_logit
 from celltrack.link.forward import ForwardResult, _candidate_pairs
 from celltrack.link.lap import solve_sparse_assignment
+from celltrack.link.state import LinkState
+from celltrack.models.events import EventClassifier
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LinkState", "global_pass"]
-
-_HISTORY = 10  # nodes of a mother's past used for its reference intensity
-
-
-class LinkState:
-    """Mutable successor/predecessor structure over node ids.
-
-    Most nodes have at most one successor, so successors are an array of each node's first one plus a
-    dictionary of the later ones of the few that divide: no Python list per node, whose creation (and the
-    garbage collector's passes over them) cost more than all the linking around it.
-
-    Attributes
-    ----------
-    predecessor : numpy.ndarray of int, shape (N,)
-        Predecessor of every node (-1: none).
-    first_successor : numpy.ndarray of int, shape (N,)
-        The earliest linked of every node's successors (-1: none).
-    """
-
-    def __init__(self, n: int, sources: np.ndarray, targets: np.ndarray) -> None:
-        self.predecessor = np.full(n, -1, np.int64)
-        self.first_successor = np.full(n, -1, np.int64)
-        self._later: dict[int, list[int]] = {}
-        self.add_many(sources, targets)
-
-    def add(self, source: int, target: int) -> None:
-        """Add a link ``source -> target``."""
-        if self.predecessor[target] >= 0:
-            raise RuntimeError(f"node {target} already has a predecessor")
-        self.predecessor[target] = source
-        if self.first_successor[source] < 0:
-            self.first_successor[source] = target
-        else:
-            self._later.setdefault(source, []).append(target)
-
-    def add_many(self, sources: np.ndarray, targets: np.ndarray) -> None:
-        """Add links ``sources[k] -> targets[k]`` as :meth:`add` one after another would."""
-        sources = np.asarray(sources, np.int64).reshape(-1)
-        targets = np.asarray(targets, np.int64).reshape(-1)
-        if len(sources) != len(targets):
-            raise ValueError(f"sources and targets differ in length: {len(sources)} and {len(targets)}")
-        _, first_of_target = np.unique(targets, return_index=True)
-        refused = self.predecessor[targets] >= 0
-        refused[np.setdiff1d(np.arange(len(targets)), first_of_target)] = True
-        if refused.any():
-            # The link that adding them one by one would refuse first.
-            raise RuntimeError(f"node {int(targets[np.argmax(refused)])} already has a predecessor")
-        self.predecessor[targets] = sources
-        # A source without a successor takes its first new target; every other link is a later one.
-        _, first_of_source = np.unique(sources, return_index=True)
-        becomes_first = np.zeros(len(sources), bool)
-        becomes_first[first_of_source] = self.first_successor[sources[first_of_source]] < 0
-        self.first_successor[sources[becomes_first]] = targets[becomes_first]
-        for link in np.flatnonzero(~becomes_first).tolist():
-            self._later.setdefault(int(sources[link]), []).append(int(targets[link]))
-
-    def remove(self, source: int, target: int) -> None:
-        """Remove the link ``source -> target``."""
-        later = self._later.get(source, [])
-        if self.first_successor[source] == target:
-            self.first_successor[source] = later.pop(0) if later else -1
-        else:
-            later.remove(target)
-        if not later:
-            self._later.pop(source, None)
-        self.predecessor[target] = -1
-
-    def successors(self, node: int) -> list[int]:
-        """Successors of ``node`` in the order they were linked."""
-        first = int(self.first_successor[node])
-        return [first, *self._later.get(node, ())] if first >= 0 else []
-
-    def out_degree(self) -> np.ndarray:
-        """Successor count of every node."""
-        return np.bincount(self.predecessor[self.predecessor >= 0], minlength=len(self.predecessor))
-
-    def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """All links as ``(sources, targets)`` sorted by target."""
-        targets = np.flatnonzero(self.predecessor >= 0)
-        return self.predecessor[targets], targets
-
-
-def _reference_intensity(scene: Scene, state: LinkState, nodes: np.ndarray) -> np.ndarray:
-    """Median intensity of up to ``_HISTORY`` predecessors of each node (NaN if none or unknown)."""
-    nodes = np.asarray(nodes, np.int64)
-    reference = np.full(len(nodes), np.nan)
-    if scene.intensity is None or len(nodes) == 0:
-        return reference
-    # All nodes walk back one step at a time together: ``_HISTORY`` array steps, no loop over nodes.
-    history = np.full((len(nodes), _HISTORY), np.nan)
-    current = state.predecessor[nodes]
-    for step in range(_HISTORY):
-        known = current >= 0
-        if not known.any():
-            break
-        history[known, step] = scene.intensity[current[known]]
-        current = np.where(known, state.predecessor[np.maximum(current, 0)], -1)
-    seen = ~np.isnan(history[:, 0])
-    if seen.any():
-        reference[seen] = np.nanmedian(history[seen], axis=1)
-    return reference
-
 
 def _lookup_response(forward: ForwardResult, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Recorded filter responses for (source, target) pairs; NaN where none was recorded."""
@@ -300,15 +200,22 @@ def _concatenated_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(start, np.int64), count) + offset
 
 
-def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, last_frame: int) -> int:
-    """Turn segment ends whose next frame holds two daughter-like starts into divisions."""
-    division = scene.config.division
+def ended_mother_hypotheses(scene: Scene, state: LinkState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Division hypotheses of ended tracks: an end with two new starts within reach in the next frame.
+
+    Returns
+    -------
+    mother, daughter_a, daughter_b : numpy.ndarray of int, shape (H,)
+        Node ids, every pair of each end's starts (ends in ascending order, then pairs in node order).
+    """
+    empty = np.zeros(0, np.int64)
     degree = state.out_degree()
+    last_frame = int(scene.frame.max()) if len(scene.frame) else 0
     ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
     starts = np.flatnonzero((state.predecessor < 0) & (scene.frame > scene.frame.min()))
     if len(ends) == 0 or len(starts) < 2:
-        return 0
-    max_distance = float(division.max_distance)
+        return empty, empty.copy(), empty.copy()
+    max_distance = float(scene.config.division.max_distance)
     # Every end's starts in the next frame within reach (ball query widened a hair, then the exact test),
     # each end's in ascending node order, then every pair of them: hypotheses (mother, daughter, daughter).
     end_index, start_index = _same_frame_pairs(
@@ -321,21 +228,56 @@ def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, la
     near = np.linalg.norm(scene.yx[starts[start_index]] - scene.yx[ends[end_index]], axis=1) <= max_distance
     end_index, start_index = end_index[near], start_index[near]
     first, second = _pairs_within_groups(end_index)
-    if len(first) == 0:
-        return 0
-    mother = ends[end_index[first]]
-    daughter_a, daughter_b = starts[start_index[first]], starts[start_index[second]]
-    reference = _reference_intensity(scene, state, mother)
-    cost = division_cost(scene, mother, daughter_a, daughter_b, reference)
-    # The mother would otherwise end and both daughters start; one daughter continuing the mother is
-    # what a division adds to the frame-to-frame picture, so it competes with a death and one birth.
-    alternative = scene.end_cost(_predicted(scene, forward, mother, np.ones(len(mother)))) + np.minimum(
-        scene.end_cost(scene.yx[daughter_a]), scene.end_cost(scene.yx[daughter_b])
+    return ends[end_index[first]], starts[start_index[first]], starts[start_index[second]]
+
+
+def split_hypotheses(
+    scene: Scene, state: LinkState, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Division hypotheses of continuing tracks: a node with one successor and a start beside it.
+
+    Parameters
+    ----------
+    starts : numpy.ndarray of int
+        Segment starts (node ids) that may be second daughters.
+
+    Returns
+    -------
+    nodes, successors : numpy.ndarray of int, shape (H,)
+        The mother and the daughter that already continues her track.
+    start_index : numpy.ndarray of int, shape (H,)
+        Positions in ``starts`` of the second daughters.
+    """
+    empty = np.zeros(0, np.int64)
+    single = np.flatnonzero(state.out_degree() == 1)
+    successor = state.first_successor[single]
+    consecutive = scene.frame[successor] == scene.frame[single] + 1
+    single, successor = single[consecutive], successor[consecutive]
+    if len(single) == 0 or len(starts) == 0:
+        return empty, empty.copy(), empty.copy()
+    r, c = _same_frame_pairs(
+        scene.yx[starts],
+        scene.frame[starts],
+        scene.yx[single],
+        scene.frame[single] + 1,
+        float(scene.config.division.max_distance),
     )
+    return single[r], successor[r], c
+
+
+def _mother_divisions(scene: Scene, state: LinkState, model: EventClassifier | None) -> int:
+    """Turn segment ends whose next frame holds two likely daughters (more likely than not) into divisions.
+
+    Hypotheses are taken most likely first; each node joins at most one division.
+    """
+    mother, daughter_a, daughter_b = ended_mother_hypotheses(scene, state)
+    if len(mother) == 0:
+        return 0
+    logit = division_logit(scene, state, mother, daughter_a, daughter_b, False, model)
     accepted = 0
     used: set[int] = set()
-    for h in np.argsort(cost - alternative, kind="stable").tolist():
-        if not cost[h] < alternative[h]:
+    for h in np.argsort(-logit, kind="stable").tolist():
+        if not logit[h] > 0:
             break
         nodes = (int(mother[h]), int(daughter_a[h]), int(daughter_b[h]))
         if used.intersection(nodes):
@@ -347,7 +289,13 @@ def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, la
     return accepted
 
 
-def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_appearance: bool) -> int:
+def _join_segments(
+    scene: Scene,
+    state: LinkState,
+    forward: ForwardResult,
+    use_appearance: bool,
+    model: EventClassifier | None,
+) -> int:
     """One assignment of segment starts to gap-closing ends and division (split) points."""
     config = scene.config
     first_frame, last_frame = int(scene.frame.min()), int(scene.frame.max())
@@ -356,8 +304,6 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
     if len(starts) == 0:
         return 0
-    start_yx = scene.yx[starts]
-    start_frame = scene.frame[starts]
 
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
@@ -372,29 +318,18 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     split_nodes = np.zeros(0, np.int64)
     reroute = _Reroutes.none()
     if config.division.enabled:
-        single = np.flatnonzero(degree == 1)
-        successor = state.first_successor[single]
-        consecutive = scene.frame[successor] == scene.frame[single] + 1
-        single, successor = single[consecutive], successor[consecutive]
-        if len(single):
-            r, c = _same_frame_pairs(
-                start_yx,
-                start_frame,
-                scene.yx[single],
-                scene.frame[single] + 1,
-                float(config.division.max_distance),
-            )
-            if len(r):
-                reference = _reference_intensity(scene, state, single[r])
-                cost = division_cost(scene, single[r], starts[c], successor[r], reference)
-                rows.append(len(ends) + r)
-                cols.append(c)
-                costs.append(cost)
-                split_nodes = single
-                if config.global_pass.reroute:
-                    reroute = _reroute_candidates(
-                        scene, forward, ends, starts, single[r], successor[r], c, use_appearance
-                    )
+        nodes, successors, c = split_hypotheses(scene, state, starts)
+        if len(nodes):
+            # One assignment row per dividing node (its hypotheses share it).
+            split_nodes, r = np.unique(nodes, return_inverse=True)
+            logit = division_logit(scene, state, nodes, successors, starts[c], True, model)
+            rows.append(len(ends) + r)
+            cols.append(c)
+            costs.append(division_cost(scene, logit, starts[c]))
+            if config.global_pass.reroute:
+                reroute = _reroute_candidates(
+                    scene, forward, ends, starts, nodes, successors, c, use_appearance
+                )
     if not rows:
         return 0
     source_nodes.append(split_nodes)
@@ -471,7 +406,12 @@ def _prune_short_branches(scene: Scene, state: LinkState, last_frame: int) -> in
     return cut
 
 
-def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> LinkState:
+def global_pass(
+    scene: Scene,
+    forward: ForwardResult,
+    use_appearance: bool,
+    division_model: EventClassifier | None = None,
+) -> LinkState:
     """Join the frame-to-frame segments into lineages.
 
     Parameters
@@ -481,6 +421,8 @@ def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> L
         Output of :func:`celltrack.link.forward.forward_pass`.
     use_appearance : bool
         Whether recorded filter responses enter the gap-closing cost.
+    division_model : EventClassifier, optional
+        The division classifier; the shipped one if omitted.
 
     Returns
     -------
@@ -492,8 +434,8 @@ def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> L
     if n == 0 or not scene.config.global_pass.enabled:
         return state
     last_frame = int(scene.frame.max())
-    divisions = _mother_divisions(scene, state, forward, last_frame) if scene.config.division.enabled else 0
-    joined = _join_segments(scene, state, forward, use_appearance)
+    divisions = _mother_divisions(scene, state, division_model) if scene.config.division.enabled else 0
+    joined = _join_segments(scene, state, forward, use_appearance, division_model)
     pruned = _prune_short_branches(scene, state, last_frame)
     logger.debug("global pass: %d mother divisions, %d joins, %d pruned", divisions, joined, pruned)
     return state

@@ -773,7 +773,7 @@ class _Flickers:
         config = self.simulation.config
         for _ in range(self.rng.poisson(config.transient_rate)):
             flicker = self._start()
-            clear = 2.5 * config.radius_mean
+            clear = 1.5 * config.radius_mean
             if all(math.hypot(flicker.y - c.y, flicker.x - c.x) >= clear for c in alive):
                 self.active.append(flicker)
         visible = []

@@ -242,13 +242,17 @@ class DivisionConfig(BaseModel):
 
 
 class GapConfig(BaseModel):
-    """Gap closing: a track may skip up to ``max_gap`` frames where it has no detection."""
+    """Gap closing and segment joining: a track may skip up to ``max_gap`` frames where it has no detection.
+
+    A join is judged by a learned classifier (:mod:`celltrack.link.joins`): ending one segment and starting
+    the other costs as much as joining them when the join is as likely as not.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     max_gap: int = Field(2, ge=0, description="Most frames a track may be missing (frames; 0 = no gaps).")
-    penalty: float = Field(
-        0.15, ge=0, description="Extra cost per missing frame, fraction of the birth + death cost."
+    weight: float = Field(
+        1.0, gt=0, description="Cost units per unit of join log-odds (1: costs are negative log-odds)."
     )
 
 

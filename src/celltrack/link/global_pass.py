@@ -22,13 +22,22 @@ from scipy.spatial import cKDTree
 from celltrack.link.costs import Scene
 from celltrack.link.divisions import division_cost, division_logit
 from celltrack.link.forward import ForwardResult, _candidate_pairs
+from celltrack.link.joins import join_logit
 from celltrack.link.lap import solve_sparse_assignment
 from celltrack.link.state import LinkState
-from celltrack.models.events import EventClassifier
+from celltrack.models.events import EventClassifier, load_join_model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LinkState", "global_pass"]
+__all__ = ["EventModels", "LinkState", "global_pass"]
+
+
+@dataclass(frozen=True)
+class EventModels:
+    """The classifiers of the global pass; None stands for the shipped one."""
+
+    division: EventClassifier | None = None
+    join: EventClassifier | None = None
 
 def _lookup_response(forward: ForwardResult, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Recorded filter responses for (source, target) pairs; NaN where none was recorded."""
@@ -75,38 +84,80 @@ def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: n
     return scene.yx[nodes] + (beta * steps)[:, None] * forward.velocity[nodes]
 
 
-def _gap_candidates(
-    scene: Scene, forward: ForwardResult, ends: np.ndarray, starts: np.ndarray, use_appearance: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gap-closing candidates: end ``ends[r]`` at frame t to ``starts[c]`` at t + g, g in 1 .. max_gap + 1.
+def gap_pairs(
+    scene: Scene, forward: ForwardResult, ends: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join candidates: end ``ends[r]`` at frame t and start ``starts[c]`` at t + g, g in 1 .. max_gap + 1.
+
+    A start is a candidate within ``motion.reach * sqrt(g)`` of the end's predicted position.
 
     Returns
     -------
     rows, cols : numpy.ndarray of int, shape (P,)
         Positions in ``ends`` and ``starts``.
-    costs : numpy.ndarray, shape (P,)
-        Link cost over the gap plus ``gaps.penalty`` gates per missed frame.
+    steps : numpy.ndarray of int, shape (P,)
+        Frames from end to start.
+    squared : numpy.ndarray, shape (P,)
+        Squared distance (px**2) from the end's predicted position to the start.
     """
     config = scene.config
     reach = float(config.motion.reach)
-    rows, cols, costs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-    if len(ends) == 0 or len(starts) == 0:
-        return rows[0], cols[0], costs[0]
-    start_yx, start_frame = scene.yx[starts], scene.frame[starts]
-    for steps in range(1, config.gaps.max_gap + 2):
-        predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
-        r, c = _same_frame_pairs(
-            start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
-        )
-        if len(r) == 0:
-            continue
-        squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
-        response = _lookup_response(forward, ends[r], starts[c]) if use_appearance else None
-        cost = scene.link_cost(ends[r], starts[c], squared, steps, response)
-        rows.append(r)
-        cols.append(c)
-        costs.append(cost + config.gaps.penalty * scene.gate * (steps - 1))
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(costs)
+    parts: list[tuple[np.ndarray, ...]] = []
+    if len(ends) and len(starts):
+        start_yx, start_frame = scene.yx[starts], scene.frame[starts]
+        for steps in range(1, config.gaps.max_gap + 2):
+            predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
+            r, c = _same_frame_pairs(
+                start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
+            )
+            squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
+            parts.append((r, c, np.full(len(r), steps, np.int64), squared))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty.copy(), empty.copy(), np.zeros(0)
+    rows, cols, steps_all, squared_all = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return rows, cols, steps_all, squared_all
+
+
+def _gap_candidates(
+    scene: Scene,
+    state: LinkState,
+    forward: ForwardResult,
+    ends: np.ndarray,
+    starts: np.ndarray,
+    use_appearance: bool,
+    model: EventClassifier | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join candidates (:func:`gap_pairs`), their log-odds and their cost before the log-odds.
+
+    A join costs ending the first segment plus starting the second (plus the appearance term where a filter
+    response was recorded, plus the odds of leaving or entering for nuclei partly outside the field) minus
+    ``gaps.weight`` times its log-odds (:mod:`celltrack.link.joins`).
+
+    Returns
+    -------
+    rows, cols : numpy.ndarray of int, shape (P,)
+        Positions in ``ends`` and ``starts``.
+    apart : numpy.ndarray, shape (P,)
+        End plus start cost (plus the appearance and partly-outside terms).
+    logit : numpy.ndarray, shape (P,)
+        Join log-odds under the classifier's training rate of joins.
+    """
+    rows, cols, steps, squared = gap_pairs(scene, forward, ends, starts)
+    if len(rows) == 0:
+        return rows, cols, np.zeros(0), np.zeros(0)
+    end, start = ends[rows], starts[cols]
+    logit = join_logit(scene, state, end, start, steps, squared, model)
+    predicted = _predicted(scene, forward, end, np.ones(len(end)))
+    apart = scene.end_cost(predicted) + scene.end_cost(scene.yx[start])
+    # A nucleus whose centre is within a radius of the edge is partly outside the field: that it vanished
+    # or appeared there is explained by its leaving or entering, so joining it needs the odds against that
+    # too (a gate at the very edge, none a radius inside), not only the classifier's.
+    radius = 0.5 * float(scene.config.diameter)
+    apart += scene.gate - scene.end_cost(predicted, radius) - scene.end_cost(scene.yx[start], radius)
+    if use_appearance:
+        apart = apart + scene.appearance_cost(_lookup_response(forward, end, start))
+    return rows, cols, apart, logit
 
 
 @dataclass(frozen=True)
@@ -131,13 +182,16 @@ class _Reroutes:
 
 def _reroute_candidates(
     scene: Scene,
+    state: LinkState,
     forward: ForwardResult,
+    models: EventModels,
     ends: np.ndarray,
     starts: np.ndarray,
     nodes: np.ndarray,
     successors: np.ndarray,
     start_cols: np.ndarray,
     use_appearance: bool,
+    join_shift: float,
 ) -> _Reroutes:
     """The alternative to each division hypothesis (node -> successor, + start) that an ended track offers.
 
@@ -153,13 +207,18 @@ def _reroute_candidates(
         Each hypothesis' node and its one successor (next frame).
     start_cols : numpy.ndarray of int, shape (H,)
         Its candidate start, as a position in ``starts``.
+    join_shift : float
+        Log-odds added to every join (the movie's rate of joins against the training rate).
 
     Returns
     -------
     _Reroutes
     """
     targets, target_of = np.unique(successors, return_inverse=True)
-    end_rows, target_cols, gap_cost = _gap_candidates(scene, forward, ends, targets, use_appearance)
+    end_rows, target_cols, apart, logit = _gap_candidates(
+        scene, state, forward, ends, targets, use_appearance, models.join
+    )
+    gap_cost = apart - scene.config.gaps.weight * (logit + join_shift)
     if len(end_rows) == 0:
         return _Reroutes.none()
     order = np.argsort(target_cols, kind="stable")
@@ -290,11 +349,7 @@ def _mother_divisions(scene: Scene, state: LinkState, model: EventClassifier | N
 
 
 def _join_segments(
-    scene: Scene,
-    state: LinkState,
-    forward: ForwardResult,
-    use_appearance: bool,
-    model: EventClassifier | None,
+    scene: Scene, state: LinkState, forward: ForwardResult, use_appearance: bool, models: EventModels
 ) -> int:
     """One assignment of segment starts to gap-closing ends and division (split) points."""
     config = scene.config
@@ -309,7 +364,15 @@ def _join_segments(
     cols: list[np.ndarray] = []
     costs: list[np.ndarray] = []
     source_nodes: list[np.ndarray] = [ends]
-    gap_rows, gap_cols, gap_costs = _gap_candidates(scene, forward, ends, starts, use_appearance)
+    gap_rows, gap_cols, apart, logit = _gap_candidates(
+        scene, state, forward, ends, starts, use_appearance, models.join
+    )
+    # How often segments really continue across a gap differs by orders of magnitude between movies (none
+    # in a ground truth, a few percent of nuclei from a detector): the join rate is measured on this
+    # movie's own candidates.
+    join_shift, rate = (models.join or load_join_model()).rate_shift(logit)
+    gap_costs = apart - config.gaps.weight * (logit + join_shift)
+    logger.debug("join rate among %d candidates: %.4f", len(logit), rate)
     if len(gap_rows):
         rows.append(gap_rows)
         cols.append(gap_cols)
@@ -322,13 +385,14 @@ def _join_segments(
         if len(nodes):
             # One assignment row per dividing node (its hypotheses share it).
             split_nodes, r = np.unique(nodes, return_inverse=True)
-            logit = division_logit(scene, state, nodes, successors, starts[c], True, model)
+            logit = division_logit(scene, state, nodes, successors, starts[c], True, models.division)
             rows.append(len(ends) + r)
             cols.append(c)
             costs.append(division_cost(scene, logit, starts[c]))
             if config.global_pass.reroute:
                 reroute = _reroute_candidates(
-                    scene, forward, ends, starts, nodes, successors, c, use_appearance
+                    scene, state, forward, models, ends, starts, nodes, successors, c, use_appearance,
+                    join_shift,
                 )
     if not rows:
         return 0
@@ -407,10 +471,7 @@ def _prune_short_branches(scene: Scene, state: LinkState, last_frame: int) -> in
 
 
 def global_pass(
-    scene: Scene,
-    forward: ForwardResult,
-    use_appearance: bool,
-    division_model: EventClassifier | None = None,
+    scene: Scene, forward: ForwardResult, use_appearance: bool, models: EventModels | None = None
 ) -> LinkState:
     """Join the frame-to-frame segments into lineages.
 
@@ -421,8 +482,8 @@ def global_pass(
         Output of :func:`celltrack.link.forward.forward_pass`.
     use_appearance : bool
         Whether recorded filter responses enter the gap-closing cost.
-    division_model : EventClassifier, optional
-        The division classifier; the shipped one if omitted.
+    models : EventModels, optional
+        The division and join classifiers; the shipped ones where omitted.
 
     Returns
     -------
@@ -434,8 +495,9 @@ def global_pass(
     if n == 0 or not scene.config.global_pass.enabled:
         return state
     last_frame = int(scene.frame.max())
-    divisions = _mother_divisions(scene, state, division_model) if scene.config.division.enabled else 0
-    joined = _join_segments(scene, state, forward, use_appearance, division_model)
+    models = models if models is not None else EventModels()
+    divisions = _mother_divisions(scene, state, models.division) if scene.config.division.enabled else 0
+    joined = _join_segments(scene, state, forward, use_appearance, models)
     pruned = _prune_short_branches(scene, state, last_frame)
     logger.debug("global pass: %d mother divisions, %d joins, %d pruned", divisions, joined, pruned)
     return state

@@ -35,7 +35,7 @@ from celltrack.link.appearance import TrackFilters, measure_intensity
 from celltrack.link.config import LinkerConfig
 from celltrack.link.costs import Scene
 from celltrack.link.forward import forward_pass
-from celltrack.link.global_pass import global_pass
+from celltrack.link.global_pass import EventModels, global_pass
 from celltrack.models.events import EventClassifier
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class Linker:
         Features of the correlation filters; ``RawExtractor`` on the linking device if omitted.
     division_model : EventClassifier, optional
         Division classifier (:mod:`celltrack.link.divisions`); the shipped one if omitted.
+    join_model : EventClassifier, optional
+        Gap-closing classifier (:mod:`celltrack.link.joins`); the shipped one if omitted.
     """
 
     def __init__(
@@ -105,14 +107,16 @@ class Linker:
         config: LinkerConfig | None = None,
         extractor: FeatureExtractor | None = None,
         division_model: EventClassifier | None = None,
+        join_model: EventClassifier | None = None,
     ) -> None:
         if config is not None and not isinstance(config, LinkerConfig):
             raise TypeError(f"config must be a LinkerConfig, got {type(config).__name__}")
-        if division_model is not None and not isinstance(division_model, EventClassifier):
-            raise TypeError(f"division_model must be an EventClassifier, got {type(division_model).__name__}")
+        for name, model in (("division_model", division_model), ("join_model", join_model)):
+            if model is not None and not isinstance(model, EventClassifier):
+                raise TypeError(f"{name} must be an EventClassifier, got {type(model).__name__}")
         self.config = config if config is not None else LinkerConfig()
         self.extractor = extractor
-        self.division_model = division_model
+        self.models = EventModels(division_model, join_model)
 
     def resolve(self, detections: pd.DataFrame, frames: Sequence[np.ndarray] | None = None) -> LinkerConfig:
         """The effective configuration for these detections (``"auto"`` fields measured).
@@ -205,7 +209,7 @@ class Linker:
             )
         with torch.no_grad():
             forward = forward_pass(scene, frames, filters, progress)
-        state = global_pass(scene, forward, filters is not None, self.division_model)
+        state = global_pass(scene, forward, filters is not None, self.models)
         sources, targets = state.edges()
         graph = TrackGraph(nodes, pd.DataFrame({"source": sources, "target": targets}))
         logger.info(

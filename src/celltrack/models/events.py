@@ -6,8 +6,9 @@ thousand hypotheses); :meth:`EventClassifier.fit` trains it with torch (full-bat
 labelled hypotheses. Weights are a small JSON file: feature names, standardisation, layers, and the
 provenance of the training (sources, command).
 
-The shipped division model (``weights/division_default/weights.json``) is reproduced by
-``python benchmarks/division_model.py train`` (see that folder's README).
+The shipped models are reproduced by ``python benchmarks/division_model.py train`` (division,
+``weights/division_default``) and ``python benchmarks/join_model.py train`` (gap closing,
+``weights/join_default``); see those folders' README files.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_DIVISION_MODEL_PATH", "EventClassifier", "load_division_model"]
+__all__ = [
+    "DEFAULT_DIVISION_MODEL_PATH",
+    "DEFAULT_JOIN_MODEL_PATH",
+    "EventClassifier",
+    "load_division_model",
+    "load_join_model",
+]
 
 #: The division model shipped with celltrack.
 DEFAULT_DIVISION_MODEL_PATH = Path(__file__).parent / "weights" / "division_default" / "weights.json"
+#: The gap-closing (join) model shipped with celltrack.
+DEFAULT_JOIN_MODEL_PATH = Path(__file__).parent / "weights" / "join_default" / "weights.json"
 _FORMAT = "celltrack-event-classifier"
 _FORMAT_VERSION = 1
 
@@ -47,6 +56,8 @@ class EventClassifier:
         Layer matrices, ``(F, H)`` then ``(H, 1)`` (or only ``(F, 1)``: logistic regression).
     biases : tuple of numpy.ndarray
         Layer biases, ``(H,)`` then ``(1,)``.
+    prior : float
+        Fraction of events among the (weighted) training rows: the prior the log-odds carry.
     provenance : dict
         How the weights were made (sources, counts, command); stored with them.
     """
@@ -56,6 +67,7 @@ class EventClassifier:
     scale: np.ndarray
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
+    prior: float = 0.5
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +86,8 @@ class EventClassifier:
             width = w.shape[1]
         if width != 1:
             raise ValueError(f"the last layer must have one output, got {width}")
+        if not 0 < self.prior < 1:
+            raise ValueError(f"prior must lie strictly between 0 and 1, got {self.prior}")
 
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Log-odds of the event for feature rows ``x`` of shape (N, F); returns shape (N,)."""
@@ -87,7 +101,47 @@ class EventClassifier:
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """Probability of the event, shape (N,)."""
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(x), -50.0, 50.0)))
+        return _sigmoid(self.logit(x))
+
+    def rate_shift(
+        self, logit: np.ndarray, pseudo_count: float = 5.0, iterations: int = 200
+    ) -> tuple[float, float]:
+        """The log-odds shift to the event rate of the data at hand from the training rate.
+
+        Expectation-maximisation of the event rate among the given candidates (Saerens, Latinne and
+        Decaestecker 2002): the rate is the mean of the posteriors re-weighted to it, with one
+        pseudo-candidate at the training rate so that a handful of candidates cannot drive it to 0 or 1.
+
+        Parameters
+        ----------
+        logit : numpy.ndarray, shape (N,)
+            :meth:`logit` of every candidate of one movie.
+        pseudo_count : float
+            Weight of the training rate in the estimate (candidates).
+        iterations : int
+            Most EM steps (it stops when the rate moves less than 1e-6).
+
+        Returns
+        -------
+        shift : float
+            ``logit(rate) - logit(prior)``: add it to every candidate's log-odds.
+        rate : float
+            The estimated event rate.
+        """
+        logit = np.asarray(logit, np.float64)
+        finite = logit[np.isfinite(logit)]
+        rate = self.prior
+        base = np.log(self.prior / (1.0 - self.prior))
+        for _ in range(iterations):
+            shift = np.log(rate / (1.0 - rate)) - base
+            expected = _sigmoid(finite + shift).sum() + pseudo_count * self.prior
+            updated = expected / (len(finite) + pseudo_count)
+            updated = float(np.clip(updated, 1e-6, 1.0 - 1e-6))
+            done = abs(updated - rate) < 1e-6
+            rate = updated
+            if done:
+                break
+        return float(np.log(rate / (1.0 - rate)) - base), rate
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +152,7 @@ class EventClassifier:
             "scale": self.scale.tolist(),
             "weights": [w.tolist() for w in self.weights],
             "biases": [b.tolist() for b in self.biases],
+            "prior": self.prior,
             "provenance": self.provenance,
         }
 
@@ -115,6 +170,7 @@ class EventClassifier:
                 scale=np.asarray(data["scale"], np.float64),
                 weights=tuple(np.asarray(w, np.float64).reshape(len(w), -1) for w in data["weights"]),
                 biases=tuple(np.asarray(b, np.float64).reshape(-1) for b in data["biases"]),
+                prior=float(data.get("prior", 0.5)),
                 provenance=dict(data.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -219,17 +275,29 @@ class EventClassifier:
         optimiser.step(closure)
         arrays = [p.detach().numpy().copy() for p in params]
         record = {"rows": len(y), "positives": int(y.sum()), "hidden": hidden, "l2": l2, "seed": seed}
+        weight = row_weight.numpy()
         return cls(
             features=tuple(features),
             mean=mean,
             scale=scale,
             weights=tuple(arrays[0::2]),
             biases=tuple(arrays[1::2]),
+            prior=float(np.clip(np.sum(weight * y) / np.sum(weight), 1e-6, 1 - 1e-6)),
             provenance={**record, **(provenance or {})},
         )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))
 
 
 @cache
 def load_division_model() -> EventClassifier:
     """The shipped division model (read once per process)."""
     return EventClassifier.load(DEFAULT_DIVISION_MODEL_PATH)
+
+
+@cache
+def load_join_model() -> EventClassifier:
+    """The shipped gap-closing (join) model (read once per process)."""
+    return EventClassifier.load(DEFAULT_JOIN_MODEL_PATH)

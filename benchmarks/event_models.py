@@ -39,14 +39,15 @@ from celltrack.link.joins import JOIN_FEATURES
 from celltrack.link.training import division_examples, join_examples
 from celltrack.models.events import DEFAULT_DIVISION_MODEL_PATH, DEFAULT_JOIN_MODEL_PATH, EventClassifier
 
-#: Synthetic training movies: (source name, seed); the benchmark scores seed 0 of each hard kind.
+#: Synthetic training movies: (source name, seed, settings); the benchmark scores seed 0 of each hard kind.
 SYNTHETIC_TRAINING = [
-    ("synthetic dense", 1),
-    ("synthetic transient", 1),
-    ("synthetic sparse", 1),
-    ("synthetic sparse", 2),
-    ("synthetic default", 1),
-    ("synthetic default", 2),
+    ("synthetic dense", 1, {}),
+    ("synthetic dense", 3, {"daughter_offset": 26.0, "frames": 20}),  # daughters 1.5 diameters away
+    ("synthetic transient", 1, {}),
+    ("synthetic sparse", 1, {}),
+    ("synthetic sparse", 2, {}),
+    ("synthetic default", 1, {}),
+    ("synthetic default", 2, {"daughter_offset": 14.0, "daughter_jitter": 0.25}),
 ]
 KINDS = {
     "division": {"features": DIVISION_FEATURES, "path": DEFAULT_DIVISION_MODEL_PATH},
@@ -56,10 +57,12 @@ HIDDEN, L2, SEED = 0, 1e-2, 0
 JOIN_DROP, JOIN_DROP_SEEDS = 0.02, (1, 2)
 
 
-def load(name: str, seed: int) -> linkeval.Source | None:
+def load(name: str, seed: int, settings: dict | None = None) -> linkeval.Source | None:
     if name == "synthetic default":
-        return linkeval.synthetic_source(name, seed=seed, frames=60, nuclei=30, division_probability=0.02)
-    return linkeval.load_source(name, seed=seed)
+        settings = {"frames": 60, "nuclei": 30, "division_probability": 0.02, **(settings or {})}
+    if name in linkeval.REAL:
+        return linkeval.load_source(name)
+    return linkeval.synthetic_source(name, seed=seed, **(settings or {}))
 
 
 def collect(kind: str, source: linkeval.Source) -> dict[str, object]:
@@ -85,11 +88,11 @@ def examples(kind: str, cache: Path | None) -> dict[tuple[str, int], dict]:
     if cache is not None and cache.is_file():
         with cache.open("rb") as handle:
             return pickle.load(handle)
-    movies = [(name, 0) for name in linkeval.REAL] + SYNTHETIC_TRAINING
+    movies = [(name, 0, {}) for name in linkeval.REAL] + SYNTHETIC_TRAINING
     out = {}
-    for name, seed in movies:
+    for name, seed, settings in movies:
         start = time.perf_counter()
-        source = load(name, seed)
+        source = load(name, seed, settings)
         if source is None:
             print(f"skip {name}: data not found")
             continue

@@ -54,7 +54,7 @@ __all__ = [
 Auto = Literal["auto"]
 
 #: 90th percentile of the length of a 2-D Gaussian step, in units of its per-axis std: sqrt(2 ln 10).
-_RAYLEIGH_P90 = math.sqrt(2.0 * math.log(10.0))
+RAYLEIGH_P90 = math.sqrt(2.0 * math.log(10.0))
 #: Used when a movie has too few detections to measure anything (pixels).
 _FALLBACK_DIAMETER = 20.0
 _MIN_SAMPLES = 20
@@ -328,7 +328,7 @@ class LinkerConfig(BaseModel):
             data["spacing"] = stats.spacing if stats.spacing is not None else 2.0 * diameter
         motion = data["motion"]
         if motion["sigma"] == "auto":
-            sigma = stats.step_p90 / _RAYLEIGH_P90 if stats.step_p90 is not None else 0.25 * diameter
+            sigma = stats.step_p90 / RAYLEIGH_P90 if stats.step_p90 is not None else 0.25 * diameter
             motion["sigma"] = max(sigma, 0.5, 0.02 * diameter)
         if motion["reach"] == "auto":
             motion["reach"] = max(10.0 * motion["sigma"], diameter)

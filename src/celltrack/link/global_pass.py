@@ -130,16 +130,15 @@ def _gap_candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Join candidates (:func:`gap_pairs`), their log-odds and their cost before the log-odds.
 
-    A join costs ending the first segment plus starting the second (plus the appearance term where a filter
-    response was recorded, plus the odds of leaving or entering for nuclei partly outside the field) minus
-    ``gaps.weight`` times its log-odds (:mod:`celltrack.link.joins`).
+    A join costs ending a segment plus starting one in the interior (plus the appearance term where a filter
+    response was recorded) minus ``gaps.weight`` times its log-odds (:mod:`celltrack.link.joins`).
 
     Returns
     -------
     rows, cols : numpy.ndarray of int, shape (P,)
         Positions in ``ends`` and ``starts``.
     apart : numpy.ndarray, shape (P,)
-        End plus start cost (plus the appearance and partly-outside terms).
+        Interior end plus start cost (plus the appearance term).
     logit : numpy.ndarray, shape (P,)
         Join log-odds under the classifier's training rate of joins.
     """
@@ -148,13 +147,9 @@ def _gap_candidates(
         return rows, cols, np.zeros(0), np.zeros(0)
     end, start = ends[rows], starts[cols]
     logit = join_logit(scene, state, end, start, steps, squared, model)
-    predicted = _predicted(scene, forward, end, np.ones(len(end)))
-    apart = scene.end_cost(predicted) + scene.end_cost(scene.yx[start])
-    # A nucleus whose centre is within a radius of the edge is partly outside the field: that it vanished
-    # or appeared there is explained by its leaving or entering, so joining it needs the odds against that
-    # too (a gate at the very edge, none a radius inside), not only the classifier's.
-    radius = 0.5 * float(scene.config.diameter)
-    apart += scene.gate - scene.end_cost(predicted, radius) - scene.end_cost(scene.yx[start], radius)
+    # Ending a segment and starting one in the interior cost one gate. Near the border, where tracks end and
+    # start cheaply (cells leave and enter there), a join therefore needs that much more evidence.
+    apart = np.full(len(rows), scene.gate)
     if use_appearance:
         apart = apart + scene.appearance_cost(_lookup_response(forward, end, start))
     return rows, cols, apart, logit

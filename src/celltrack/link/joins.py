@@ -10,15 +10,15 @@ border (cells poking into the field) have short tracks, are cut off by the edge,
 synthetic movies with detections dropped at random to stand for a detector's misses; see
 ``benchmarks/join_model.py``) turns them into a probability.
 
-A join costs what ending the first segment and starting the second would cost, minus ``gaps.weight``
-times its log-odds (plus the correlation-filter appearance term when responses were recorded), so a join
-is made when it is more likely than not and competes with divisions on the same scale. Where a nucleus is
-partly outside the field (centre within a radius of the edge) its vanishing or appearing is explained by
-leaving or entering, so a join there needs the odds against that as well: the border enters through the
-linker's one border model (``birth_death``), not through the classifier, whose training misses are
-dropped anywhere. How common joins are differs by orders of magnitude between movies (none with
-ground-truth detections, a few percent of nuclei from a detector), so the rate the log-odds assume is
-re-estimated on each movie's own candidates (:meth:`~celltrack.models.events.EventClassifier.rate_shift`).
+A join costs what ending a segment and starting one cost in the interior of the field of view, minus
+``gaps.weight`` times its log-odds (plus the correlation-filter appearance term when responses were
+recorded): in the interior a join is made when it is more likely than not, and it competes with divisions
+on the same scale. Near the border, where ending and starting cost less (cells leave and enter there), it
+needs correspondingly more evidence: the border enters through the linker's one border model
+(``birth_death``), not through the classifier, whose training misses are dropped anywhere. How common
+joins are differs by orders of magnitude between movies (none with ground-truth detections, a few percent
+of nuclei from a detector), so the rate the log-odds assume is re-estimated on each movie's own
+candidates (:meth:`~celltrack.models.events.EventClassifier.rate_shift`).
 """
 
 from __future__ import annotations

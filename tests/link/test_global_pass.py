@@ -34,16 +34,6 @@ def test_link_state_from_arrays_matches_links_added_one_by_one() -> None:
         LinkState(5, np.array([0, 1, 2, 0]), np.array([3, 4, 3, 4]))
 
 
-def test_branch_length_stops_after_the_limit() -> None:
-    # 0 -> 1 -> 2 -> 3 (ends); 4 -> 5 -> {6, 7} (divides)
-    state = LinkState(8, np.array([0, 1, 2, 4, 5, 5]), np.array([1, 2, 3, 5, 6, 7]))
-    assert _branch_length(state, 0, 10) == (4, True)
-    assert _branch_length(state, 0, 4) == (4, True)
-    assert _branch_length(state, 0, 2) == (3, False)  # longer than the limit: whether it ends is not asked
-    assert _branch_length(state, 4, 10) == (2, False)
-    assert _branch_length(state, 3, 10) == (1, True)
-
-
 def test_add_many_matches_adding_one_by_one() -> None:
     existing_sources, existing_targets = np.array([0, 2]), np.array([1, 3])
     sources, targets = np.array([0, 4, 4, 2, 6]), np.array([5, 7, 8, 9, 10])
@@ -59,6 +49,16 @@ def test_add_many_matches_adding_one_by_one() -> None:
         together.add_many(np.array([6]), np.array([5]))
     with pytest.raises(RuntimeError, match="node 2 already"):
         LinkState(4, np.zeros(0, int), np.zeros(0, int)).add_many(np.array([0, 1]), np.array([2, 2]))
+
+
+def test_branch_length_stops_after_the_limit() -> None:
+    # 0 -> 1 -> 2 -> 3 (ends); 4 -> 5 -> {6, 7} (divides)
+    state = LinkState(8, np.array([0, 1, 2, 4, 5, 5]), np.array([1, 2, 3, 5, 6, 7]))
+    assert _branch_length(state, 0, 10) == (4, True)
+    assert _branch_length(state, 0, 4) == (4, True)
+    assert _branch_length(state, 0, 2) == (3, False)  # longer than the limit: whether it ends is not asked
+    assert _branch_length(state, 4, 10) == (2, False)
+    assert _branch_length(state, 3, 10) == (1, True)
 
 
 def test_pairs_within_groups_lists_every_pair_of_each_run() -> None:

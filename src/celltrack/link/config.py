@@ -234,6 +234,12 @@ class DivisionConfig(BaseModel):
     weight: float = Field(
         1.0, gt=0, description="Cost units per unit of division log-odds (1: costs are negative log-odds)."
     )
+    bias: float = Field(
+        1.0,
+        description="Log-odds added to every division hypothesis: how much likelier a start beside a "
+        "possible mother is a daughter than the classifier's training mix says (chosen by "
+        "cross-validation across sources, docs/linking-defaults.md).",
+    )
     mitosis_bonus: float = Field(
         3.0,
         ge=0,

@@ -150,8 +150,9 @@ def division_logit(
 ) -> np.ndarray:
     """Log-odds that each hypothesis is a division (``-inf`` beyond ``division.max_distance``).
 
-    The classifier's log-odds plus ``division.mitosis_bonus`` times the mitosis score (the larger of the
-    mother's and the daughters' mean) when the detections carry a ``mitosis_score`` column.
+    The classifier's log-odds plus ``division.bias``, plus ``division.mitosis_bonus`` times the mitosis
+    score (the larger of the mother's and the daughters' mean) when the detections carry a
+    ``mitosis_score`` column.
 
     Parameters
     ----------
@@ -173,8 +174,8 @@ def division_logit(
             f"the division model expects features {list(model.features)}, the linker computes "
             f"{list(DIVISION_FEATURES)}; retrain it with benchmarks/division_model.py"
         )
-    logit = model.logit(division_features(scene, state, mother, daughter_a, daughter_b, split))
     config = scene.config.division
+    logit = model.logit(division_features(scene, state, mother, daughter_a, daughter_b, split)) + config.bias
     if scene.mitosis is not None:
         daughters = 0.5 * (scene.mitosis[daughter_a] + scene.mitosis[daughter_b])
         logit = logit + config.mitosis_bonus * np.maximum(scene.mitosis[mother], daughters)

@@ -2,13 +2,19 @@
 
 The frame-to-frame pass leaves segments: chains of one-to-one links. This pass joins them:
 
-1. A segment *end* whose two nearest new segment *starts* in the next frame look like its daughters
-   (a mother whose appearance changed too much for the frame-to-frame link) becomes a division.
+1. A segment *end* with two new segment *starts* in the next frame that the division classifier finds
+   likelier daughters than not (a mother whose appearance changed too much for the frame-to-frame link)
+   becomes a division (:mod:`celltrack.link.divisions`).
 2. One assignment problem over all segment starts (columns) against segment ends (gap closing over up to
-   ``gaps.max_gap`` missing frames) and mid-segment nodes (a division: the start is a second daughter of
-   a node that already has one successor). Each start may instead be a birth, each end a death.
+   ``gaps.max_gap`` missing frames, judged by the join classifier: :mod:`celltrack.link.joins`) and
+   mid-segment nodes (a division: the start is a second daughter of a node that already has one
+   successor). Each start may instead be a birth, each end a death; the classifiers' log-odds are costs
+   on the scale of births and deaths.
+
 3. Daughter branches that live only ``global_pass.min_branch_length`` frames or fewer and then end are
-   false divisions: they are cut off from their mother.
+   false divisions (over-segmented nuclei): they are cut off from their mother. The classifier sees how
+   long daughters live, but learned from ground truths without over-segmentation; on given detections
+   the rule changes nothing (docs/linking-defaults.md), on segmented ones it removes fragments.
 """
 
 from __future__ import annotations
@@ -228,7 +234,11 @@ def _reroute_candidates(
     squared = np.sum((scene.yx[targets_both] - np.r_[predicted, predicted]) ** 2, axis=1)
     response = _lookup_response(forward, sources, targets_both) if use_appearance else None
     link = scene.link_cost(sources, targets_both, squared, 1, response)
-    cost = gap_cost[gap] + link[: len(node)] - link[len(node) :]
+    # Like the division it competes with, a re-routing explains the start without a birth: it gets the same
+    # ``division.bias`` (which weighs daughters against births), so that between the two only the
+    # classifiers' evidence decides.
+    division = scene.config.division
+    cost = gap_cost[gap] + link[: len(node)] - link[len(node) :] - division.weight * division.bias
     return _Reroutes(end_rows[gap], start_cols[hypothesis], cost, node, old, new)
 
 

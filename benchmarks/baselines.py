@@ -69,77 +69,37 @@ def link_trackpy(table: pd.DataFrame, images) -> TrackGraph:
 
 
 def link_btrack(table: pd.DataFrame, images) -> TrackGraph:
-    """btrack 0.7 with its published cell model (``models/cell_config.json`` of the btrack repository).
+    """btrack with its published cell model (``models/cell_config.json`` of the btrack repository).
 
-    The model's lengths are in pixels of the movies it was made for; its search radius, distance
-    thresholds and motion noise are scaled to this movie's measured scale (as the other baselines' radii),
-    so that the comparison is not lost to units.
+    The model's lengths suit ~20 px steps; its search radius, distance thresholds and motion noise are
+    scaled to this movie's measured scale (as the other baselines' radii). btrack runs in its own
+    interpreter (``btrack_runner.py``): ``$CELLTRACK_BTRACK_PYTHON``, else ``.venv-btrack`` beside this
+    checkout (``python3 -m venv .venv-btrack && .venv-btrack/bin/pip install btrack==0.6.5``): btrack
+    0.7.0's library needs libstdc++ from GCC 13 (GLIBCXX_3.4.32), which Debian 12 does not have, and 0.6.5
+    needs pydantic 1, which celltrack cannot share.
     """
-    import btrack
-    from btrack.config import HypothesisModel, MotionModel, TrackerConfig
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
 
-    radius = scale(table)
-    unit = radius / 20.0  # the cell model's distances suit ~20 px steps
-    motion = MotionModel(
-        name="cell_motion",
-        dt=1.0,
-        measurements=3,
-        states=6,
-        accuracy=7.5,
-        prob_not_assign=0.001,
-        max_lost=5,
-        A={"matrix": (np.eye(6) + np.eye(6, k=3)).ravel().tolist()},
-        H={"matrix": np.eye(3, 6).ravel().tolist()},
-        P={"sigma": 150.0 * unit, "matrix": np.diag([0.1, 0.1, 0.1, 1, 1, 1]).ravel().tolist()},
-        G={"sigma": 15.0 * unit, "matrix": [0.5, 0.5, 0.5, 1, 1, 1]},
-        R={"sigma": 5.0 * unit, "matrix": np.eye(3).ravel().tolist()},
-    )
-    hypotheses = HypothesisModel(
-        name="cell_hypothesis",
-        hypotheses=["P_FP", "P_init", "P_term", "P_link", "P_branch", "P_dead"],
-        lambda_time=5.0,
-        lambda_dist=3.0,
-        lambda_link=10.0,
-        lambda_branch=50.0,
-        eta=1e-10,
-        theta_dist=20.0 * unit,
-        theta_time=5.0,
-        dist_thresh=40.0 * unit,
-        time_thresh=2,
-        apop_thresh=5,
-        segmentation_miss_rate=0.1,
-        apoptosis_rate=0.001,
-        relax=True,
-    )
+    default = Path(__file__).resolve().parents[1] / ".venv-btrack" / "bin" / "python"
+    python = os.environ.get("CELLTRACK_BTRACK_PYTHON", str(default))
+    if not Path(python).is_file():
+        raise ImportError(f"no btrack interpreter at {python}")
     rows = table.reset_index(drop=True)
-    objects = btrack.io.objects_from_array(
-        np.column_stack(
-            [rows["frame"].to_numpy(float), rows["x"].to_numpy(float), rows["y"].to_numpy(float)]
-        ),
-        default_keys=["t", "x", "y"],
-    )
-    span = np.ptp(rows[["x", "y"]].to_numpy(float), axis=0) + 2 * radius
-    with btrack.BayesianTracker(verbose=False) as tracker:
-        tracker.configure(
-            TrackerConfig(motion_model=motion, hypothesis_model=hypotheses, max_search_radius=2 * radius)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "objects.npz", Path(tmp) / "edges.npz"
+        np.savez(
+            data,
+            t=rows["frame"].to_numpy(float),
+            x=rows["x"].to_numpy(float),
+            y=rows["y"].to_numpy(float),
+            radius=scale(table),
         )
-        tracker.volume = ((0, float(span[0])), (0, float(span[1])))
-        tracker.append(objects)
-        tracker.track(step_size=100)
-        tracker.optimize()
-        tracks = tracker.tracks
-    sources, targets = [], []
-    last_of: dict[int, int] = {}
-    first_of: dict[int, int] = {}
-    for track in tracks:
-        refs = [int(r) for r in track.refs if int(r) >= 0]  # negative refs are btrack's gap dummies
-        if not refs:
-            continue
-        sources += refs[:-1]
-        targets += refs[1:]
-        first_of[track.ID], last_of[track.ID] = refs[0], refs[-1]
-    for track in tracks:
-        if track.ID in first_of and track.parent in last_of and track.parent != track.ID:
-            sources.append(last_of[track.parent])
-            targets.append(first_of[track.ID])
-    return TrackGraph(rows, pd.DataFrame({"source": sources, "target": targets}))
+        runner = Path(__file__).resolve().parent / "btrack_runner.py"
+        done = subprocess.run([python, str(runner), str(data), str(out)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ImportError(f"btrack failed: {done.stderr.strip().splitlines()[-1:]}")
+        edges = np.load(out)
+        return TrackGraph(rows, pd.DataFrame({"source": edges["source"], "target": edges["target"]}))

@@ -8,15 +8,14 @@ Two passes:
    intensity and correlation-filter appearance terms (one batched filter pass per frame over all
    (track, candidate) pairs), the latter three capped so that a nucleus entering mitosis is not dropped.
 2. :func:`~celltrack.link.global_pass.global_pass` joins the segments: divisions (a mother and two
-   daughters, scored by scale-free geometry and mitosis evidence), gap closing over up to
-   ``gaps.max_gap`` missing frames (with the filter responses recorded in pass 1), both as one LAP over
-   segment starts, and removal of short-lived false daughter branches.
+   daughters) and gap closing over up to ``gaps.max_gap`` missing frames, each judged by a small learned
+   classifier (:mod:`celltrack.link.divisions`, :mod:`celltrack.link.joins`) whose log-odds are costs on
+   the scale of births and deaths, all in one LAP over segment starts, and removal of short-lived false
+   daughter branches.
 
-Parameters measured from the detections (nucleus diameter, displacement scale, size and intensity noise,
-motion persistence) are resolved once per call; :meth:`Linker.resolve` returns them for the record.
-Measured on the CTC training data (HeLa 01, SIM+ 01) with ground-truth markers as detections: the
-appearance term decides crossings of unlike nuclei, while on HeLa and SIM+ most of the gain over a
-distance-only linker comes from the division model and the intensity cue.
+Parameters measured from the detections (nucleus diameter, spacing between neighbours, displacement
+scale, size and intensity noise, motion persistence) are resolved once per call; :meth:`Linker.resolve`
+returns them for the record, and docs/linking-defaults.md says how each is derived.
 """
 
 from __future__ import annotations

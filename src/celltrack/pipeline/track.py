@@ -60,8 +60,8 @@ class MitosisConfig(BaseModel):
     """RecogNet's cell-state head as a per-detection ``mitosis_score`` for the linker's division step.
 
     The score is the probability of the ``mitosis`` state for a crop around each detection; the linker's
-    division cost drops by ``linker.division.mitosis_bonus`` gates for full evidence (the larger of the
-    mother's score and the daughters' mean, or the intensity cue).
+    division log-odds rise by ``linker.division.mitosis_bonus`` for full evidence (the larger of the
+    mother's score and the daughters' mean).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -442,6 +442,24 @@ class _Camera:
         return light.astype(config.dtype)
 
 
+def _border_site(
+    config: SyntheticConfig, rng: np.random.Generator, side: int, max_depth: float
+) -> tuple[float, float]:
+    """A point within ``max_depth`` px of one side of the frame (0 top, 1 bottom, 2 left, 3 right).
+
+    Draws the depth, then a position along y and along x (the one along the side is used).
+    """
+    depth = rng.uniform(0.0, max_depth)
+    along_y = rng.uniform(0.0, config.height - 1)
+    along_x = rng.uniform(0.0, config.width - 1)
+    return [
+        (depth, along_x),
+        (config.height - 1 - depth, along_x),
+        (along_y, depth),
+        (along_y, config.width - 1 - depth),
+    ][side]
+
+
 class _Simulation:
     """Cell population dynamics; also the toolbox the scripted scenes use to create and divide cells."""
 
@@ -602,16 +620,7 @@ class _Simulation:
     def entering_cell(self, begin: int) -> _Cell:
         config, rng = self.config, self.rng
         side = int(rng.integers(4))
-        radius_guess = config.radius_mean
-        depth = rng.uniform(0.0, 0.5 * radius_guess)
-        along_y = rng.uniform(0.0, config.height - 1)
-        along_x = rng.uniform(0.0, config.width - 1)
-        y, x = [
-            (depth, along_x),
-            (config.height - 1 - depth, along_x),
-            (along_y, depth),
-            (along_y, config.width - 1 - depth),
-        ][side]
+        y, x = _border_site(config, rng, side, 0.5 * config.radius_mean)
         cell = self.new_cell(y, x, begin=begin)
         # Entering cells head into the field so they are not lost again at once.
         inward = max(config.speed, 0.5)
@@ -754,15 +763,7 @@ class _Flickers:
 
     def _start(self) -> _Flicker:
         config, rng = self.simulation.config, self.rng
-        side = int(rng.integers(4))
-        depth = rng.uniform(0.0, 0.4 * config.radius_mean)
-        along_y, along_x = rng.uniform(0.0, config.height - 1), rng.uniform(0.0, config.width - 1)
-        y, x = [
-            (depth, along_x),
-            (config.height - 1 - depth, along_x),
-            (along_y, depth),
-            (along_y, config.width - 1 - depth),
-        ][side]
+        y, x = _border_site(config, rng, int(rng.integers(4)), 0.4 * config.radius_mean)
         runs = [int(rng.integers(1, 3))]
         if rng.random() < config.transient_return:
             runs += [int(rng.integers(1, 3)), int(rng.integers(1, 3))]

@@ -7,7 +7,7 @@ mother's track continues into one daughter and the other daughter starts a new t
 motion scale and the mother's size, unsigned log ratios of areas and intensities against the mother's
 recent history, the daughters' symmetry, how long the tracks around it live), and a small classifier
 (:class:`celltrack.models.events.EventClassifier`, shipped weights trained on HeLa 01, SIM+ 01 and synthetic
-movies; see ``benchmarks/division_model.py``) turns them into a probability.
+movies; see ``benchmarks/event_models.py``) turns them into a probability.
 
 In the global pass the probability enters as a cost: a second daughter linked to its mother costs what
 starting it as a new track would cost, minus ``division.weight`` times the log-odds of the division, so the
@@ -169,11 +169,7 @@ def division_logit(
     if len(mother) == 0:
         return np.zeros(0)
     model = model if model is not None else load_division_model()
-    if tuple(model.features) != DIVISION_FEATURES:
-        raise ValueError(
-            f"the division model expects features {list(model.features)}, the linker computes "
-            f"{list(DIVISION_FEATURES)}; retrain it with benchmarks/division_model.py"
-        )
+    model.check_features(DIVISION_FEATURES, "python benchmarks/event_models.py division train")
     config = scene.config.division
     logit = model.logit(division_features(scene, state, mother, daughter_a, daughter_b, split)) + config.bias
     if scene.mitosis is not None:

@@ -8,7 +8,7 @@ border (cells poking into the field) have short tracks, are cut off by the edge,
 :func:`join_features` describes each candidate by such scale-free quantities, and a small classifier
 (:class:`celltrack.models.events.EventClassifier`, shipped weights trained on HeLa 01, SIM+ 01 and
 synthetic movies with detections dropped at random to stand for a detector's misses; see
-``benchmarks/join_model.py``) turns them into a probability.
+``benchmarks/event_models.py``) turns them into a probability.
 
 A join costs what ending a segment and starting one cost in the interior of the field of view, minus
 ``gaps.weight`` times its log-odds (plus the correlation-filter appearance term when responses were
@@ -126,9 +126,5 @@ def join_logit(
     if len(np.asarray(ends)) == 0:
         return np.zeros(0)
     model = model if model is not None else load_join_model()
-    if tuple(model.features) != JOIN_FEATURES:
-        raise ValueError(
-            f"the join model expects features {list(model.features)}, the linker computes "
-            f"{list(JOIN_FEATURES)}; retrain it with benchmarks/join_model.py"
-        )
+    model.check_features(JOIN_FEATURES, "python benchmarks/event_models.py join train")
     return model.logit(join_features(scene, state, ends, starts, steps, squared_distance))

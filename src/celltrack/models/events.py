@@ -89,6 +89,14 @@ class EventClassifier:
         if not 0 < self.prior < 1:
             raise ValueError(f"prior must lie strictly between 0 and 1, got {self.prior}")
 
+    def check_features(self, expected: Sequence[str], retrain: str) -> None:
+        """Raise ValueError unless the model reads the ``expected`` features (``retrain``: how to fit one)."""
+        if tuple(self.features) != tuple(expected):
+            raise ValueError(
+                f"the model expects features {list(self.features)}, the linker computes {list(expected)}; "
+                f"retrain it with {retrain}"
+            )
+
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Log-odds of the event for feature rows ``x`` of shape (N, F); returns shape (N,)."""
         x = np.asarray(x, np.float64)

@@ -10,7 +10,6 @@ The frame-to-frame pass leaves segments: chains of one-to-one links. This pass j
    mid-segment nodes (a division: the start is a second daughter of a node that already has one
    successor). Each start may instead be a birth, each end a death; the classifiers' log-odds are costs
    on the scale of births and deaths.
-
 3. Daughter branches that live only ``global_pass.min_branch_length`` frames or fewer and then end are
    false divisions (over-segmented nuclei): they are cut off from their mother. The classifier sees how
    long daughters live, but learned from ground truths without over-segmentation; on given detections

@@ -6,7 +6,7 @@ sparse). With the markers as detections every detection is one GT nucleus, so py
 is the identity and :func:`score` hands it the matches directly instead of writing and re-reading a CTC
 folder (same numbers as ``celltrack evaluate`` on the written folder; checked in docs/benchmarks.md).
 
-Used by benchmarks/tracking.py, benchmarks/division_model.py and benchmarks/linking_cv.py.
+Used by benchmarks/tracking.py, benchmarks/event_models.py and benchmarks/linking_cv.py.
 """
 
 from __future__ import annotations

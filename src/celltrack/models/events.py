@@ -1,4 +1,4 @@
-"""A small probabilistic classifier of linking events (divisions), in numpy, with shipped weights.
+"""A small probabilistic classifier of linking events (divisions, joins), in numpy, with shipped weights.
 
 :class:`EventClassifier` is a one-hidden-layer perceptron (or, with no hidden units, a logistic regression)
 over a handful of standardised, scale-free features. Inference is numpy only (a few microseconds per
@@ -6,8 +6,8 @@ thousand hypotheses); :meth:`EventClassifier.fit` trains it with torch (full-bat
 labelled hypotheses. Weights are a small JSON file: feature names, standardisation, layers, and the
 provenance of the training (sources, command).
 
-The shipped models are reproduced by ``python benchmarks/division_model.py train`` (division,
-``weights/division_default``) and ``python benchmarks/join_model.py train`` (gap closing,
+The shipped models are reproduced by ``python benchmarks/event_models.py division train`` (division,
+``weights/division_default``) and ``python benchmarks/event_models.py join train`` (gap closing,
 ``weights/join_default``); see those folders' README files.
 """
 

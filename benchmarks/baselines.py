@@ -1,11 +1,13 @@
-"""Baseline linkers run on the same detections as celltrack (laptrack, trackpy, plain Hungarian).
+"""Baseline linkers run on the same detections as celltrack (laptrack, btrack, trackpy, plain Hungarian).
 
 Used by benchmarks/tracking.py and benchmarks/speed.py; laptrack and trackpy come with the
-``bench`` extra (``pip install "celltrack[bench]"``).
+``bench`` extra (``pip install "celltrack[bench]"``); btrack is optional (``pip install btrack==0.7.0``),
+skipped when not importable.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from celltrack.graph import TrackGraph
@@ -64,3 +66,40 @@ def link_trackpy(table: pd.DataFrame, images) -> TrackGraph:
     same = linked["particle"].to_numpy()[1:] == linked["particle"].to_numpy()[:-1]
     ids = linked.index.to_numpy()
     return TrackGraph(table, pd.DataFrame({"source": ids[:-1][same], "target": ids[1:][same]}))
+
+
+def link_btrack(table: pd.DataFrame, images) -> TrackGraph:
+    """btrack with its published cell model (``models/cell_config.json`` of the btrack repository).
+
+    The model's lengths suit ~20 px steps; its search radius, distance thresholds and motion noise are
+    scaled to this movie's measured scale (as the other baselines' radii). btrack runs in its own
+    interpreter (``btrack_runner.py``): ``$CELLTRACK_BTRACK_PYTHON``, else ``.venv-btrack`` beside this
+    checkout (``python3 -m venv .venv-btrack && .venv-btrack/bin/pip install btrack==0.6.5``): btrack
+    0.7.0's library needs libstdc++ from GCC 13 (GLIBCXX_3.4.32), which Debian 12 does not have, and 0.6.5
+    needs pydantic 1, which celltrack cannot share.
+    """
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1] / ".venv-btrack" / "bin" / "python"
+    python = os.environ.get("CELLTRACK_BTRACK_PYTHON", str(default))
+    if not Path(python).is_file():
+        raise ImportError(f"no btrack interpreter at {python}")
+    rows = table.reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "objects.npz", Path(tmp) / "edges.npz"
+        np.savez(
+            data,
+            t=rows["frame"].to_numpy(float),
+            x=rows["x"].to_numpy(float),
+            y=rows["y"].to_numpy(float),
+            radius=scale(table),
+        )
+        runner = Path(__file__).resolve().parent / "btrack_runner.py"
+        done = subprocess.run([python, str(runner), str(data), str(out)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ImportError(f"btrack failed: {done.stderr.strip().splitlines()[-1:]}")
+        edges = np.load(out)
+        return TrackGraph(rows, pd.DataFrame({"source": edges["source"], "target": edges["target"]}))

@@ -10,6 +10,12 @@ the HeLa 01 GT markers linked, and the 92-frame HeLa movie end to end. Each size
 so that peak memory (max RSS) is per size.
 
     python benchmarks/speed.py [--sizes 100 500 2000 10000] [--frames 30] [--threads 2] [--hela]
+    python benchmarks/speed.py --whole [--repeats 3]
+
+``--whole`` times whole processes on given detections (issue 16): ``celltrack track SEQ --detections DIR
+--out RES`` against ``benchmarks/laptrack_ctc.py DIR RES`` (read the label images, link with laptrack,
+write the CTC result), on HeLa 01's GT markers and on a 92-frame dense synthetic movie
+(``hard_movie("dense")``, > 300 nuclei per frame), interleaved, best of ``--repeats``.
 
 Use movies of 30 frames or more when comparing linkers: laptrack pays a fixed cost per call (graph
 building, gap-closing set-up) that a 6-frame movie spreads over too few frames, which once made it look
@@ -157,6 +163,54 @@ def field_linking(data: Path, repeats: int = 3) -> list[dict]:
     return rows
 
 
+def whole_processes(data: Path, repeats: int, threads: int) -> list[dict]:
+    """Wall seconds of whole ``celltrack track --detections`` and laptrack-script processes (best of N)."""
+    import os
+    import shutil
+    import tempfile
+
+    from celltrack.io import write_ctc_dataset
+    from celltrack.synthetic import hard_movie
+
+    here = Path(__file__).resolve().parent
+    celltrack = Path(sys.executable).with_name("celltrack")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        movies = []
+        hela = data / "Fluo-N2DL-HeLa"
+        if (hela / "01").is_dir():
+            movies.append(("HeLa 01 GT markers", hela / "01", hela / "01_GT" / "TRA"))
+        movie = hard_movie("dense", seed=0, frames=92)
+        write_ctc_dataset(movie.images, movie.labels, movie.markers, movie.tracks, Path(tmp) / "dense")
+        dense = Path(tmp) / "dense"
+        movies.append(("dense synthetic, 92 frames", dense / "01", dense / "01_GT" / "TRA"))
+        del movie
+        for name, seq, detections in movies:
+            commands = {
+                "celltrack track --detections": [
+                    str(celltrack), "track", str(seq), "--detections", str(detections),
+                    "--out", "{out}", "--quiet",
+                ],
+                "laptrack script": [sys.executable, str(here / "laptrack_ctc.py"), str(detections), "{out}"],
+            }
+            best = dict.fromkeys(commands, np.inf)
+            for _ in range(repeats):
+                for label, command in commands.items():
+                    out = Path(tmp) / "out"
+                    shutil.rmtree(out, ignore_errors=True)
+                    start = time.perf_counter()
+                    command_line = [part.format(out=out) for part in command]
+                    subprocess.run(command_line, check=True, env=env, capture_output=True)
+                    best[label] = min(best[label], time.perf_counter() - start)
+            n = sum(1 for _ in detections.glob("*.tif"))
+            ratio = best["celltrack track --detections"] / best["laptrack script"]
+            seconds = {f"{k} s": v for k, v in best.items()}
+            rows.append({"movie": name, "frames": n, **seconds, "ratio": ratio})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def hela_end_to_end(data: Path) -> dict:
     import tempfile
 
@@ -191,8 +245,15 @@ def main() -> None:
     parser.add_argument("--hela", action="store_true", help="also time the 92-frame HeLa movie end to end")
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--whole", action="store_true", help="only the whole-process --detections comparison")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.whole:
+        rows = whole_processes(Path(args.data), args.repeats, args.threads)
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print("\nGoal (issue 16): celltrack / laptrack <= 1 on both movies.")
+        return
     if args.one is not None:
         print(json.dumps(one_size(args.one, args.frames, args.segment_up_to)))
         return

@@ -16,6 +16,7 @@ from celltrack.synthetic import (
     dividing_nucleus,
     drifting_nuclei,
     generate_movie,
+    hard_movie,
     static_nuclei,
     two_crossing_nuclei,
 )
@@ -221,6 +222,61 @@ def test_cells_enter_and_leave_through_the_borders() -> None:
         [movie.labels[:, 0, :], movie.labels[:, -1, :], movie.labels[:, :, 0], movie.labels[:, :, -1]], axis=1
     )
     assert (edges > 0).any()
+
+
+def test_transient_border_objects_are_short_tracks_beside_an_unchanged_population() -> None:
+    settings = {"frames": 30, "height": 160, "width": 160, "nuclei": 12, "division_probability": 0.05}
+    settings["seed"] = 7
+    plain = generate_movie(**settings)
+    movie = generate_movie(**settings, transient_rate=1.0, transient_return=1.0)
+    assert_ctc_valid(movie)
+
+    # The population draws the same numbers: every nucleus of the plain movie is there, in the same place.
+    def places(m: SyntheticMovie) -> set[tuple[float, ...]]:
+        return {tuple(np.round(row[[0, 2, 3]], 6)) for row in m.centroids}
+
+    assert places(plain) < places(movie)
+    extra = {tuple(np.round(row[[0, 2, 3]], 6)) for row in movie.centroids} - places(plain)
+    labels = {int(row[1]) for row in movie.centroids if tuple(np.round(row[[0, 2, 3]], 6)) in extra}
+    spans = span_of(movie)
+    assert len(labels) >= 10
+    for label in labels:
+        begin, end, parent = spans[label]
+        assert end - begin <= 1 and parent == 0  # one or two frames, no lineage
+        y, x = centre_of(movie, begin, label)
+        assert min(y, x, 159 - y, 159 - x) <= 0.4 * 9.0 + 0.5 + 3 * 0.15 * 9.0  # at the border
+    # Objects that return come back within two frames as a new track close by.
+    returned = [
+        (a, b)
+        for a in labels
+        for b in labels
+        if 2 <= spans[b][0] - spans[a][1] <= 3
+        and np.hypot(*(centre_of(movie, spans[a][1], a) - centre_of(movie, spans[b][0], b))) < 9.0
+    ]
+    assert returned
+
+
+def test_daughter_jitter_breaks_the_symmetry_of_divisions() -> None:
+    settings = {"frames": 20, "nuclei": 12, "division_probability": 0.2, "min_cycle": 0, "seed": 3}
+    for jitter, low, high in ((0.0, 0.0, 1e-6), (0.3, 0.05, 10.0)):
+        movie = generate_movie(**settings, daughter_jitter=jitter)
+        assert_ctc_valid(movie)
+        spans = span_of(movie)
+        offsets = []
+        for mother in {p for _, _, p in spans.values() if p}:
+            kids = [label for label, (_, _, p) in spans.items() if p == mother]
+            a, b = (centre_of(movie, spans[k][0], k) for k in kids)
+            origin = centre_of(movie, spans[mother][1], mother)
+            offsets.append(np.hypot(*(0.5 * (a + b) - origin)) / np.hypot(*(a - b)))
+        assert offsets and low <= np.median(offsets) <= high
+
+
+def test_hard_movies_are_dense_or_transient_or_sparse() -> None:
+    dense = hard_movie("dense", frames=2)
+    assert min(len(np.unique(frame)) - 1 for frame in dense.labels) > 300
+    assert_ctc_valid(hard_movie("sparse", frames=8))
+    with pytest.raises(ValueError, match="unknown hard movie kind"):
+        hard_movie("crowded")
 
 
 def test_deaths_end_tracks_inside_the_field() -> None:

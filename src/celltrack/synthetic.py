@@ -33,6 +33,7 @@ __all__ = [
     "dividing_nucleus",
     "drifting_nuclei",
     "generate_movie",
+    "hard_movie",
     "static_nuclei",
     "two_crossing_nuclei",
 ]
@@ -106,6 +107,12 @@ class SyntheticConfig(BaseModel):
     daughter_offset: float = Field(
         9.0, gt=0.0, description="Distance of each daughter centre from the mother's last centre (px)."
     )
+    daughter_jitter: float = Field(
+        0.0,
+        ge=0.0,
+        description="Std of each daughter centre's independent displacement, as a fraction of "
+        "daughter_offset (0 = daughters exactly opposite each other across the mother).",
+    )
     growth_rate: float = Field(
         0.02, ge=0.0, description="Relative radius growth per frame of daughters, up to the mother's size."
     )
@@ -114,6 +121,16 @@ class SyntheticConfig(BaseModel):
     )
     entry_rate: float = Field(
         0.1, ge=0.0, description="Mean number of nuclei entering through the borders per frame."
+    )
+    transient_rate: float = Field(
+        0.0,
+        ge=0.0,
+        description="Mean number per frame of transient border objects: cells outside the field that poke "
+        "in for 1-2 frames (centre within 0.4 radii of the edge), and with probability transient_return "
+        "poke in again nearby after 1-2 frames away, as a new track (CTC labels a re-entering cell anew).",
+    )
+    transient_return: float = Field(
+        0.5, ge=0.0, le=1.0, description="Probability that a transient border object shows a second time."
     )
     min_visible_area: int = Field(
         20, ge=1, description="A track ends when fewer pixels than this remain visible (px)."
@@ -225,6 +242,7 @@ class _Cell:
     mitosis: int = 0  # frames spent rounding (0 = interphase)
     recovery: int = 0  # frames left of post-division roundness/brightness
     mother: _Cell | None = None  # set on a daughter's first frame only, so a failed split can be undone
+    transient: bool = False  # a border object of the flicker process, not part of the population
 
 
 def _appearance(cell: _Cell, config: SyntheticConfig) -> tuple[float, float, float, float]:
@@ -424,6 +442,24 @@ class _Camera:
         return light.astype(config.dtype)
 
 
+def _border_site(
+    config: SyntheticConfig, rng: np.random.Generator, side: int, max_depth: float
+) -> tuple[float, float]:
+    """A point within ``max_depth`` px of one side of the frame (0 top, 1 bottom, 2 left, 3 right).
+
+    Draws the depth, then a position along y and along x (the one along the side is used).
+    """
+    depth = rng.uniform(0.0, max_depth)
+    along_y = rng.uniform(0.0, config.height - 1)
+    along_x = rng.uniform(0.0, config.width - 1)
+    return [
+        (depth, along_x),
+        (config.height - 1 - depth, along_x),
+        (along_y, depth),
+        (along_y, config.width - 1 - depth),
+    ][side]
+
+
 class _Simulation:
     """Cell population dynamics; also the toolbox the scripted scenes use to create and divide cells."""
 
@@ -450,8 +486,10 @@ class _Simulation:
         parent: int = 0,
         radius: float | None = None,
         brightness: float | None = None,
+        rng: np.random.Generator | None = None,
     ) -> _Cell:
-        config, rng = self.config, self.rng
+        config = self.config
+        rng = self.rng if rng is None else rng
         if radius is None:
             radius = config.radius_mean + config.radius_std * rng.standard_normal()
             radius = float(np.clip(radius, 0.5 * config.radius_mean, 1.5 * config.radius_mean))
@@ -485,6 +523,9 @@ class _Simulation:
             direction = rng.uniform(0.0, np.pi) if angle is None else angle
             uy, ux = math.sin(direction), math.cos(direction)
             sites = [(mother.y + s * offset * uy, mother.x + s * offset * ux) for s in (1.0, -1.0)]
+            if config.daughter_jitter > 0:
+                shift = rng.normal(0.0, config.daughter_jitter * offset, (2, 2))
+                sites = [(y + dy, x + dx) for (y, x), (dy, dx) in zip(sites, shift, strict=True)]
             margin = max(1.0, 0.5 * config.daughter_radius * mother.adult_radius)
             if all(self.is_inside(y, x, margin=margin) for y, x in sites):
                 break
@@ -579,16 +620,7 @@ class _Simulation:
     def entering_cell(self, begin: int) -> _Cell:
         config, rng = self.config, self.rng
         side = int(rng.integers(4))
-        radius_guess = config.radius_mean
-        depth = rng.uniform(0.0, 0.5 * radius_guess)
-        along_y = rng.uniform(0.0, config.height - 1)
-        along_x = rng.uniform(0.0, config.width - 1)
-        y, x = [
-            (depth, along_x),
-            (config.height - 1 - depth, along_x),
-            (along_y, depth),
-            (along_y, config.width - 1 - depth),
-        ][side]
+        y, x = _border_site(config, rng, side, 0.5 * config.radius_mean)
         cell = self.new_cell(y, x, begin=begin)
         # Entering cells head into the field so they are not lost again at once.
         inward = max(config.speed, 0.5)
@@ -631,7 +663,7 @@ class _Simulation:
             following.append(self.entering_cell(begin=frame))
         return following
 
-    def run(self, camera: _Camera) -> _Rendered:
+    def run(self, camera: _Camera, flickers: _Flickers | None = None) -> _Rendered:
         config = self.config
         rendered = _Rendered(config.frames, config.height, config.width, config.dtype)
         cells = self.initial_cells()
@@ -648,11 +680,15 @@ class _Simulation:
                     cell.y = float(np.clip(cell.y, 0.0, config.height - 1))
                     cell.x = float(np.clip(cell.x, 0.0, config.width - 1))
                     alive.append(cell)
+            if flickers is not None:
+                alive.extend(flickers.step(frame, alive))
             alive, instances, labels, markers, signal = self.settle(alive, frame)
             rendered.store(frame, instances, labels, markers, camera.expose(signal, frame))
             for cell in alive:
                 cell.mother = None
-            cells = alive
+            if flickers is not None:
+                flickers.keep_only({cell.label for cell in alive})
+            cells = [cell for cell in alive if not cell.transient]
         return rendered
 
     def settle(
@@ -673,6 +709,12 @@ class _Simulation:
             hidden = _too_small(labels, markers, instances, config.min_visible_area)
             if not hidden:
                 return alive, instances, labels, markers, signal
+            if any(not cell.transient for cell in alive if cell.label in hidden):
+                # A transient border object never ends a real nucleus' track: it goes first.
+                near = _near_hidden(alive, hidden, 3.0 * config.radius_mean)
+                if near:
+                    alive = [cell for cell in alive if cell.label not in near]
+                    continue
             failed_mothers = {
                 id(cell.mother): cell.mother
                 for cell in alive
@@ -686,6 +728,82 @@ class _Simulation:
                 # Removing nuclei only enlarges the others; restoring mothers may hide someone, hence the cap.
                 restores_left -= 1
                 alive.extend(failed_mothers.values())
+
+
+def _near_hidden(alive: Sequence[_Cell], hidden: set[int], distance: float) -> set[int]:
+    """Labels of transient objects within ``distance`` px of a hidden nucleus."""
+    hidden_cells = [cell for cell in alive if cell.label in hidden and not cell.transient]
+    return {
+        cell.label
+        for cell in alive
+        if cell.transient and any(math.hypot(cell.y - h.y, cell.x - h.x) < distance for h in hidden_cells)
+    }
+
+
+@dataclass
+class _Flicker:
+    """One transient border object: visible runs separated by frames away (each run a new track)."""
+
+    y: float
+    x: float
+    runs: list[int]  # visible frames of each run, then frames away before the next (alternating)
+    cell: _Cell | None = None
+
+
+class _Flickers:
+    """Transient border objects: cells outside the field that poke in for a frame or two.
+
+    They draw from their own random stream and never push or move the population's nuclei.
+    """
+
+    def __init__(self, simulation: _Simulation, rng: np.random.Generator) -> None:
+        self.simulation = simulation
+        self.rng = rng
+        self.active: list[_Flicker] = []
+
+    def _start(self) -> _Flicker:
+        config, rng = self.simulation.config, self.rng
+        y, x = _border_site(config, rng, int(rng.integers(4)), 0.4 * config.radius_mean)
+        runs = [int(rng.integers(1, 3))]
+        if rng.random() < config.transient_return:
+            runs += [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+        return _Flicker(y, x, runs)
+
+    def step(self, frame: int, alive: Sequence[_Cell]) -> list[_Cell]:
+        """The transient objects visible on ``frame`` (new ones start away from the population)."""
+        config = self.simulation.config
+        for _ in range(self.rng.poisson(config.transient_rate)):
+            flicker = self._start()
+            clear = 1.5 * config.radius_mean
+            if all(math.hypot(flicker.y - c.y, flicker.x - c.x) >= clear for c in alive):
+                self.active.append(flicker)
+        visible = []
+        for flicker in self.active:
+            away = len(flicker.runs) % 2 == 0  # an even number of entries left: between two runs
+            if not away:
+                if flicker.cell is None:
+                    jitter = self.rng.normal(0.0, 0.15 * config.radius_mean, 2)
+                    y = float(np.clip(flicker.y + jitter[0], 0.0, config.height - 1))
+                    x = float(np.clip(flicker.x + jitter[1], 0.0, config.width - 1))
+                    flicker.cell = self.simulation.new_cell(y, x, begin=frame, rng=self.rng)
+                    flicker.cell.transient = True
+                visible.append(flicker.cell)
+            flicker.runs[0] -= 1
+            if flicker.runs[0] == 0:
+                flicker.runs.pop(0)
+                if not away:
+                    flicker.cell = None
+        self.active = [flicker for flicker in self.active if flicker.runs]
+        return visible
+
+    def keep_only(self, rendered: set[int]) -> None:
+        """Objects hidden on this frame end their run (a track has no gaps)."""
+        for flicker in self.active:
+            if flicker.cell is not None and flicker.cell.label not in rendered:
+                flicker.cell = None
+                if len(flicker.runs) % 2 == 1:
+                    flicker.runs.pop(0)
+        self.active = [flicker for flicker in self.active if flicker.runs]
 
 
 class _Rendered:
@@ -747,6 +865,12 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(scene), np.random.default_rng(camera)
 
 
+def _transient_stream(seed: int) -> np.random.Generator:
+    """A third stream for transient border objects: the scene and the camera draw the same numbers with
+    and without them (a spawned child depends only on the seed and its index)."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+
+
 def _resolve_config(config: SyntheticConfig | None, overrides: dict[str, Any]) -> SyntheticConfig:
     if config is None:
         return SyntheticConfig(**overrides)
@@ -784,7 +908,10 @@ class MovieGenerator:
         """
         scene_rng, camera_rng = _streams(self.config.seed)
         simulation = _Simulation(self.config, scene_rng)
-        return simulation.run(_Camera(self.config, camera_rng)).to_movie(self.config)
+        flickers = None
+        if self.config.transient_rate > 0:
+            flickers = _Flickers(simulation, _transient_stream(self.config.seed))
+        return simulation.run(_Camera(self.config, camera_rng), flickers).to_movie(self.config)
 
 
 def generate_movie(config: SyntheticConfig | None = None, **overrides: Any) -> SyntheticMovie:
@@ -802,6 +929,52 @@ def generate_movie(config: SyntheticConfig | None = None, **overrides: Any) -> S
     SyntheticMovie
     """
     return MovieGenerator(config, **overrides).generate()
+
+
+#: The hard movie kinds of the linking cross-validation (``hard_movie``); lengths in px, times in frames.
+HARD_MOVIES: dict[str, dict[str, Any]] = {
+    # More than 300 nuclei per frame (about 3.5x HeLa 01's density, like the densest HeLa movies), daughters
+    # landing about one nucleus diameter from their mother, cells streaming in through the long border;
+    # whole-nucleus markers as in HeLa's GT (the other kinds keep small central markers, as many CTC sets).
+    # Daughters of 0.6 radii share about the mitotic mother's area, as real ones do, and land only roughly
+    # opposite each other (GT markers of real daughters are not placed symmetrically either).
+    "dense": {
+        "frames": 40, "height": 640, "width": 1024, "nuclei": 340, "daughter_offset": 18.0,
+        "daughter_jitter": 0.25, "daughter_radius": 0.6, "entry_rate": 1.0, "marker_fraction": 1.0,
+    },
+    # HeLa-like density with many transient objects poking in at the border for a frame or two.
+    "transient": {
+        "frames": 40, "height": 512, "width": 512, "nuclei": 40, "daughter_jitter": 0.25,
+        "daughter_radius": 0.6, "transient_rate": 1.0,
+    },
+    # A sparse field of 20 nuclei, rare divisions, some transient border objects.
+    "sparse": {
+        "frames": 60, "height": 512, "width": 512, "nuclei": 20, "division_probability": 0.002,
+        "daughter_jitter": 0.25, "daughter_radius": 0.6, "entry_rate": 0.05, "transient_rate": 0.3,
+    },
+}
+
+
+def hard_movie(kind: str, seed: int = 0, **overrides: Any) -> SyntheticMovie:
+    """A synthetic movie made hard on purpose for linking (see :data:`HARD_MOVIES`).
+
+    Parameters
+    ----------
+    kind : {"dense", "transient", "sparse"}
+        ``dense``: more than 300 nuclei per frame; ``transient``: objects that show for 1-2 frames at the
+        border; ``sparse``: 20 nuclei with rare divisions and some transient border objects.
+    seed : int
+        Seed.
+    **overrides
+        SyntheticConfig fields replacing the kind's settings.
+
+    Returns
+    -------
+    SyntheticMovie
+    """
+    if kind not in HARD_MOVIES:
+        raise ValueError(f"unknown hard movie kind {kind!r}; use one of {sorted(HARD_MOVIES)}")
+    return generate_movie(**{**HARD_MOVIES[kind], "seed": seed, **overrides})
 
 
 def _render_scene(config: SyntheticConfig, script: Sequence[Sequence[_Instance]]) -> SyntheticMovie:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from celltrack.link.global_pass import LinkState, _branch_length, _pairs_within_groups, _reference_intensity
+from celltrack.link.global_pass import _branch_length, _pairs_within_groups
+from celltrack.link.state import LinkState, branch_length, history_length, history_median
 
 
 def test_link_state_from_arrays_matches_links_added_one_by_one() -> None:
@@ -35,16 +34,6 @@ def test_link_state_from_arrays_matches_links_added_one_by_one() -> None:
         LinkState(5, np.array([0, 1, 2, 0]), np.array([3, 4, 3, 4]))
 
 
-def test_branch_length_stops_after_the_limit() -> None:
-    # 0 -> 1 -> 2 -> 3 (ends); 4 -> 5 -> {6, 7} (divides)
-    state = LinkState(8, np.array([0, 1, 2, 4, 5, 5]), np.array([1, 2, 3, 5, 6, 7]))
-    assert _branch_length(state, 0, 10) == (4, True)
-    assert _branch_length(state, 0, 4) == (4, True)
-    assert _branch_length(state, 0, 2) == (3, False)  # longer than the limit: whether it ends is not asked
-    assert _branch_length(state, 4, 10) == (2, False)
-    assert _branch_length(state, 3, 10) == (1, True)
-
-
 def test_add_many_matches_adding_one_by_one() -> None:
     existing_sources, existing_targets = np.array([0, 2]), np.array([1, 3])
     sources, targets = np.array([0, 4, 4, 2, 6]), np.array([5, 7, 8, 9, 10])
@@ -62,6 +51,16 @@ def test_add_many_matches_adding_one_by_one() -> None:
         LinkState(4, np.zeros(0, int), np.zeros(0, int)).add_many(np.array([0, 1]), np.array([2, 2]))
 
 
+def test_branch_length_stops_after_the_limit() -> None:
+    # 0 -> 1 -> 2 -> 3 (ends); 4 -> 5 -> {6, 7} (divides)
+    state = LinkState(8, np.array([0, 1, 2, 4, 5, 5]), np.array([1, 2, 3, 5, 6, 7]))
+    assert _branch_length(state, 0, 10) == (4, True)
+    assert _branch_length(state, 0, 4) == (4, True)
+    assert _branch_length(state, 0, 2) == (3, False)  # longer than the limit: whether it ends is not asked
+    assert _branch_length(state, 4, 10) == (2, False)
+    assert _branch_length(state, 3, 10) == (1, True)
+
+
 def test_pairs_within_groups_lists_every_pair_of_each_run() -> None:
     group = np.array([3, 3, 3, 5, 7, 7])
     first, second = _pairs_within_groups(group)
@@ -70,16 +69,24 @@ def test_pairs_within_groups_lists_every_pair_of_each_run() -> None:
     assert len(_pairs_within_groups(np.array([1]))[0]) == 0
 
 
-def test_reference_intensity_is_the_median_of_up_to_ten_predecessors() -> None:
+def test_history_median_is_the_median_of_up_to_ten_predecessors() -> None:
     # a chain 0 -> 1 -> ... -> 13 and a lone node 14
     n = 15
     state = LinkState(n, np.arange(13), np.arange(1, 14))
     intensity = np.arange(n, dtype=float) ** 1.5
-    scene = SimpleNamespace(intensity=intensity)
     nodes = np.array([13, 3, 0, 14, 1])
-    got = _reference_intensity(scene, state, nodes)  # type: ignore[arg-type]
+    got = history_median(intensity, state, nodes)
     assert got[0] == np.median(intensity[3:13])  # ten predecessors of 13
     assert got[1] == np.median(intensity[0:3])
     assert np.isnan(got[2]) and np.isnan(got[3])
     assert got[4] == intensity[0]
-    assert np.isnan(_reference_intensity(SimpleNamespace(intensity=None), state, nodes)).all()  # type: ignore[arg-type]
+    assert np.isnan(history_median(None, state, nodes)).all()
+    assert history_length(state, nodes).tolist() == [10, 3, 0, 0, 1]
+    assert history_length(state, nodes, limit=2).tolist() == [2, 2, 0, 0, 1]
+
+
+def test_branch_lengths_count_frames_until_an_end_or_a_division() -> None:
+    # 0 -> 1 -> 2 -> {3, 4}; 4 -> 5; lone 6
+    state = LinkState(7, np.array([0, 1, 2, 2, 4]), np.array([1, 2, 3, 4, 5]))
+    assert branch_length(state, np.array([0, 1, 3, 4, 6])).tolist() == [3, 2, 1, 2, 1]
+    assert branch_length(state, np.array([0]), limit=2).tolist() == [2]

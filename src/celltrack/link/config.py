@@ -15,9 +15,12 @@ What is measured (see :func:`measure_scene`):
 - the motion persistence: regression slope of a step on the previous step along chains of mutual
   nearest neighbours (0 for random motion, 1 for a constant drift).
 
-Defaults were checked on Fluo-N2DL-HeLa 01 (10x, diameter ~16 px from the TRA markers) and Fluo-N2DH-SIM+
-01 (diameter ~49 px); every length-like default is a multiple of a measured quantity, every cost a
-fraction of the gate (see :mod:`celltrack.link.costs`).
+- the spacing: median over frames of the median distance to the nearest detection of the same frame.
+
+Every length-like default is a multiple of a measured quantity, every cost a fraction of the gate (see
+:mod:`celltrack.link.costs`) or a log-odds of the event classifiers; the choices that are not
+measurements were made by cross-validation across HeLa 01, SIM+ 01 and synthetic movies
+(docs/linking-defaults.md).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ __all__ = [
 Auto = Literal["auto"]
 
 #: 90th percentile of the length of a 2-D Gaussian step, in units of its per-axis std: sqrt(2 ln 10).
-_RAYLEIGH_P90 = math.sqrt(2.0 * math.log(10.0))
+RAYLEIGH_P90 = math.sqrt(2.0 * math.log(10.0))
 #: Used when a movie has too few detections to measure anything (pixels).
 _FALLBACK_DIAMETER = 20.0
 _MIN_SAMPLES = 20
@@ -215,58 +218,50 @@ class BirthDeathConfig(BaseModel):
 
 
 class DivisionConfig(BaseModel):
-    """Division model: a mother at frame t, two daughters at t + 1.
+    """Division model: a mother at frame t, two daughters at t + 1, judged by a learned classifier.
 
-    A division competes with starting the second daughter as a new track (half a gate in the interior).
-    Its cost, in gates, is ``base + asymmetry * rho**2 + size * log(1 + log(area_a / area_b)**2) -
-    mitosis_bonus * evidence``: ``rho`` is the distance from the mother's last position to the daughters'
-    midpoint divided by half their separation (0 when the daughters sit on opposite sides at equal
-    distances, 1 when one sits on the mother); ``evidence`` in [0, 1] comes from a ``mitosis_score``
-    column, or from both daughters' intensities differing from the mother's recent history when intensities
-    are known.
+    Candidates are every pair of daughters within ``max_distance`` of a mother; the classifier
+    (:mod:`celltrack.link.divisions`) gives each a log-odds from the mother's last frames and the daughters'
+    first ones. Linking the second daughter costs what starting it as a new track would, minus ``weight``
+    times those log-odds: a division is made when it is more likely than not.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Allow divisions (decided in the global pass).")
     max_distance: float | Auto = Field(
-        "auto", description="Largest mother-to-daughter distance (px). auto: motion.reach."
+        "auto",
+        description="Largest mother-to-daughter distance (px) of a candidate. auto: max(motion.reach, "
+        "2.5 nucleus diameters, 1.25 spacings) (docs/linking-defaults.md).",
     )
-    min_separation: float = Field(
-        0.4, ge=0, description="Smallest daughter-daughter distance, in nucleus diameters."
+    weight: float = Field(
+        1.0, gt=0, description="Cost units per unit of division log-odds (1: costs are negative log-odds)."
     )
-    base: float = Field(
-        0.2, description="Cost of a division with perfect geometry and no mitosis evidence (gates)."
-    )
-    asymmetry: float = Field(
-        0.45, ge=0, description="Cost of rho = 1 (one daughter on top of the mother), in gates."
-    )
-    max_asymmetry: float = Field(
+    bias: float = Field(
         1.0,
-        gt=0,
-        description="Largest rho accepted: above 1 the mother lies outside the circle whose diameter joins "
-        "the daughters (2 of 122 divisions in HeLa 01 and SIM+ 01 ground truth).",
+        description="Log-odds added to every division hypothesis: how much likelier a start beside a "
+        "possible mother is a daughter than the classifier's training mix says (chosen by "
+        "cross-validation across sources, docs/linking-defaults.md).",
     )
-    size: float = Field(
-        0.1, ge=0, description="Cost of daughters whose areas differ by a factor e, in gates / log(2)."
-    )
-    mitosis_bonus: float = Field(0.3, ge=0, description="Cost reduction for full mitosis evidence (gates).")
-    intensity_change: float = Field(
+    mitosis_bonus: float = Field(
         3.0,
-        gt=1,
-        description="Change of both daughters' intensity from the mother's recent median, in "
-        "intensity.sigma units, taken as full mitosis evidence (evidence grows from 1 sigma).",
+        ge=0,
+        description="Log-odds added for a full mitosis score (a mitosis_score column, e.g. from RecogNet).",
     )
 
 
 class GapConfig(BaseModel):
-    """Gap closing: a track may skip up to ``max_gap`` frames where it has no detection."""
+    """Gap closing and segment joining: a track may skip up to ``max_gap`` frames where it has no detection.
+
+    A join is judged by a learned classifier (:mod:`celltrack.link.joins`): ending one segment and starting
+    the other costs as much as joining them when the join is as likely as not.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     max_gap: int = Field(2, ge=0, description="Most frames a track may be missing (frames; 0 = no gaps).")
-    penalty: float = Field(
-        0.15, ge=0, description="Extra cost per missing frame, fraction of the birth + death cost."
+    weight: float = Field(
+        1.0, gt=0, description="Cost units per unit of join log-odds (1: costs are negative log-odds)."
     )
 
 
@@ -296,6 +291,11 @@ class LinkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     diameter: float | Auto = Field("auto", description="Typical nucleus diameter (px). auto: measured.")
+    spacing: float | Auto = Field(
+        "auto",
+        description="Typical distance between neighbouring nuclei of one frame (px). auto: median over "
+        "frames of the median nearest-neighbour distance.",
+    )
     motion: MotionConfig = Field(default_factory=MotionConfig)
     appearance: AppearanceConfig = Field(default_factory=AppearanceConfig)
     size: SizeConfig = Field(default_factory=SizeConfig)
@@ -333,9 +333,11 @@ class LinkerConfig(BaseModel):
         data = self.model_dump()
         diameter = stats.diameter if self.diameter == "auto" else float(self.diameter)
         data["diameter"] = diameter
+        if data["spacing"] == "auto":
+            data["spacing"] = stats.spacing if stats.spacing is not None else 2.0 * diameter
         motion = data["motion"]
         if motion["sigma"] == "auto":
-            sigma = stats.step_p90 / _RAYLEIGH_P90 if stats.step_p90 is not None else 0.25 * diameter
+            sigma = stats.step_p90 / RAYLEIGH_P90 if stats.step_p90 is not None else 0.25 * diameter
             motion["sigma"] = max(sigma, 0.5, 0.02 * diameter)
         if motion["reach"] == "auto":
             motion["reach"] = max(10.0 * motion["sigma"], diameter)
@@ -360,7 +362,7 @@ class LinkerConfig(BaseModel):
         if data["birth_death"]["border_margin"] == "auto":
             data["birth_death"]["border_margin"] = diameter
         if data["division"]["max_distance"] == "auto":
-            data["division"]["max_distance"] = motion["reach"]
+            data["division"]["max_distance"] = max(motion["reach"], 2.5 * diameter, 1.25 * data["spacing"])
         resolved = LinkerConfig.model_validate(data)
         logger.debug("resolved linker config: %s", resolved.model_dump())
         return resolved
@@ -391,6 +393,9 @@ class SceneStatistics:
         Number of nearest-neighbour pairs measured.
     log_intensity_sigma : float or None
         Like ``log_area_sigma`` for ``mean_intensity`` (None without that column).
+    spacing : float or None
+        Median over frames of the median distance from a detection to its nearest neighbour in the same
+        frame (px); None without a frame of two detections.
     """
 
     diameter: float
@@ -399,6 +404,7 @@ class SceneStatistics:
     persistence: float
     n_pairs: int
     log_intensity_sigma: float | None = None
+    spacing: float | None = None
 
 
 def measure_scene(detections: pd.DataFrame) -> SceneStatistics:
@@ -431,13 +437,15 @@ def measure_scene(detections: pd.DataFrame) -> SceneStatistics:
     nearest_before = np.full(len(frames), -1, np.int64)
     nearest_after = np.full(len(frames), -1, np.int64)
     distance_before = np.zeros(len(frames))
-    after: cKDTree | None = None
-    after_index = -1
+    # One tree per frame serves its own spacing and both of its frame pairs.
+    trees = [cKDTree(yx[int(a) : int(b)]) for a, b in zip(starts, ends[: len(starts)], strict=True)]
+    frame_spacing = [
+        float(np.median(tree.query(tree.data, k=2)[0][:, 1])) for tree in trees if tree.n >= 2
+    ]
+    spacing = float(np.median(frame_spacing)) if frame_spacing else None
     for i in np.flatnonzero(present[1:] == present[:-1] + 1).tolist():
         prev, nxt = slice(int(starts[i]), int(ends[i])), slice(int(starts[i + 1]), int(ends[i + 1]))
-        # A frame's tree serves both of its pairs.
-        before = after if after is not None and after_index == i else cKDTree(yx[prev])
-        after, after_index = cKDTree(yx[nxt]), i + 1
+        before, after = trees[i], trees[i + 1]
         distance_before[nxt], nearest = before.query(yx[nxt])
         nearest_before[nxt] = prev.start + nearest
         nearest_after[prev] = nxt.start + after.query(yx[prev])[1]
@@ -466,7 +474,7 @@ def measure_scene(detections: pd.DataFrame) -> SceneStatistics:
             if denominator > 0:
                 persistence = float(np.clip(np.sum(a * b) / denominator, 0.0, 1.0))
     return SceneStatistics(
-        diameter, step_p90, log_area_sigma, persistence, len(step_all), log_intensity_sigma
+        diameter, step_p90, log_area_sigma, persistence, len(step_all), log_intensity_sigma, spacing
     )
 
 

@@ -117,14 +117,14 @@ class Scene:
         inner = np.minimum(yx - self.fov[:2], self.fov[2:] - yx)
         return np.maximum(inner.min(axis=1), 0.0)
 
-    def end_cost(self, yx: np.ndarray) -> np.ndarray:
+    def end_cost(self, yx: np.ndarray, margin: float | None = None) -> np.ndarray:
         """Cost of a track starting or ending at positions (K, 2).
 
         Half a gate in the interior; ``border_factor`` times that at the edge of the field of view, rising
-        linearly to the interior value at ``border_margin``.
+        linearly to the interior value at ``margin`` (px; ``birth_death.border_margin`` by default).
         """
         settings = self.config.birth_death
-        margin = max(float(settings.border_margin), 1e-9)
+        margin = max(float(settings.border_margin if margin is None else margin), 1e-9)
         ramp = np.clip(self.border_distance(yx) / margin, 0.0, 1.0)
         factor = settings.border_factor + (1.0 - settings.border_factor) * ramp
         return 0.5 * self.gate * factor

@@ -2,13 +2,18 @@
 
 The frame-to-frame pass leaves segments: chains of one-to-one links. This pass joins them:
 
-1. A segment *end* whose two nearest new segment *starts* in the next frame look like its daughters
-   (a mother whose appearance changed too much for the frame-to-frame link) becomes a division.
+1. A segment *end* with two new segment *starts* in the next frame that the division classifier finds
+   likelier daughters than not (a mother whose appearance changed too much for the frame-to-frame link)
+   becomes a division (:mod:`celltrack.link.divisions`).
 2. One assignment problem over all segment starts (columns) against segment ends (gap closing over up to
-   ``gaps.max_gap`` missing frames) and mid-segment nodes (a division: the start is a second daughter of
-   a node that already has one successor). Each start may instead be a birth, each end a death.
+   ``gaps.max_gap`` missing frames, judged by the join classifier: :mod:`celltrack.link.joins`) and
+   mid-segment nodes (a division: the start is a second daughter of a node that already has one
+   successor). Each start may instead be a birth, each end a death; the classifiers' log-odds are costs
+   on the scale of births and deaths.
 3. Daughter branches that live only ``global_pass.min_branch_length`` frames or fewer and then end are
-   false divisions: they are cut off from their mother.
+   false divisions (over-segmented nuclei): they are cut off from their mother. The classifier sees how
+   long daughters live, but learned from ground truths without over-segmentation; on given detections
+   the rule changes nothing (docs/linking-defaults.md), on segmented ones it removes fragments.
 """
 
 from __future__ import annotations
@@ -20,115 +25,24 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from celltrack.link.costs import Scene
-from celltrack.link.divisions import division_cost
+from celltrack.link.divisions import division_cost, division_logit
 from celltrack.link.forward import ForwardResult, _candidate_pairs
+from celltrack.link.joins import join_logit
 from celltrack.link.lap import solve_sparse_assignment
+from celltrack.link.state import LinkState
+from celltrack.models.events import EventClassifier, load_join_model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LinkState", "global_pass"]
-
-_HISTORY = 10  # nodes of a mother's past used for its reference intensity
+__all__ = ["EventModels", "LinkState", "global_pass"]
 
 
-class LinkState:
-    """Mutable successor/predecessor structure over node ids.
+@dataclass(frozen=True)
+class EventModels:
+    """The classifiers of the global pass; None stands for the shipped one."""
 
-    Most nodes have at most one successor, so successors are an array of each node's first one plus a
-    dictionary of the later ones of the few that divide: no Python list per node, whose creation (and the
-    garbage collector's passes over them) cost more than all the linking around it.
-
-    Attributes
-    ----------
-    predecessor : numpy.ndarray of int, shape (N,)
-        Predecessor of every node (-1: none).
-    first_successor : numpy.ndarray of int, shape (N,)
-        The earliest linked of every node's successors (-1: none).
-    """
-
-    def __init__(self, n: int, sources: np.ndarray, targets: np.ndarray) -> None:
-        self.predecessor = np.full(n, -1, np.int64)
-        self.first_successor = np.full(n, -1, np.int64)
-        self._later: dict[int, list[int]] = {}
-        self.add_many(sources, targets)
-
-    def add(self, source: int, target: int) -> None:
-        """Add a link ``source -> target``."""
-        if self.predecessor[target] >= 0:
-            raise RuntimeError(f"node {target} already has a predecessor")
-        self.predecessor[target] = source
-        if self.first_successor[source] < 0:
-            self.first_successor[source] = target
-        else:
-            self._later.setdefault(source, []).append(target)
-
-    def add_many(self, sources: np.ndarray, targets: np.ndarray) -> None:
-        """Add links ``sources[k] -> targets[k]`` as :meth:`add` one after another would."""
-        sources = np.asarray(sources, np.int64).reshape(-1)
-        targets = np.asarray(targets, np.int64).reshape(-1)
-        if len(sources) != len(targets):
-            raise ValueError(f"sources and targets differ in length: {len(sources)} and {len(targets)}")
-        _, first_of_target = np.unique(targets, return_index=True)
-        refused = self.predecessor[targets] >= 0
-        refused[np.setdiff1d(np.arange(len(targets)), first_of_target)] = True
-        if refused.any():
-            # The link that adding them one by one would refuse first.
-            raise RuntimeError(f"node {int(targets[np.argmax(refused)])} already has a predecessor")
-        self.predecessor[targets] = sources
-        # A source without a successor takes its first new target; every other link is a later one.
-        _, first_of_source = np.unique(sources, return_index=True)
-        becomes_first = np.zeros(len(sources), bool)
-        becomes_first[first_of_source] = self.first_successor[sources[first_of_source]] < 0
-        self.first_successor[sources[becomes_first]] = targets[becomes_first]
-        for link in np.flatnonzero(~becomes_first).tolist():
-            self._later.setdefault(int(sources[link]), []).append(int(targets[link]))
-
-    def remove(self, source: int, target: int) -> None:
-        """Remove the link ``source -> target``."""
-        later = self._later.get(source, [])
-        if self.first_successor[source] == target:
-            self.first_successor[source] = later.pop(0) if later else -1
-        else:
-            later.remove(target)
-        if not later:
-            self._later.pop(source, None)
-        self.predecessor[target] = -1
-
-    def successors(self, node: int) -> list[int]:
-        """Successors of ``node`` in the order they were linked."""
-        first = int(self.first_successor[node])
-        return [first, *self._later.get(node, ())] if first >= 0 else []
-
-    def out_degree(self) -> np.ndarray:
-        """Successor count of every node."""
-        return np.bincount(self.predecessor[self.predecessor >= 0], minlength=len(self.predecessor))
-
-    def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """All links as ``(sources, targets)`` sorted by target."""
-        targets = np.flatnonzero(self.predecessor >= 0)
-        return self.predecessor[targets], targets
-
-
-def _reference_intensity(scene: Scene, state: LinkState, nodes: np.ndarray) -> np.ndarray:
-    """Median intensity of up to ``_HISTORY`` predecessors of each node (NaN if none or unknown)."""
-    nodes = np.asarray(nodes, np.int64)
-    reference = np.full(len(nodes), np.nan)
-    if scene.intensity is None or len(nodes) == 0:
-        return reference
-    # All nodes walk back one step at a time together: ``_HISTORY`` array steps, no loop over nodes.
-    history = np.full((len(nodes), _HISTORY), np.nan)
-    current = state.predecessor[nodes]
-    for step in range(_HISTORY):
-        known = current >= 0
-        if not known.any():
-            break
-        history[known, step] = scene.intensity[current[known]]
-        current = np.where(known, state.predecessor[np.maximum(current, 0)], -1)
-    seen = ~np.isnan(history[:, 0])
-    if seen.any():
-        reference[seen] = np.nanmedian(history[seen], axis=1)
-    return reference
-
+    division: EventClassifier | None = None
+    join: EventClassifier | None = None
 
 def _lookup_response(forward: ForwardResult, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Recorded filter responses for (source, target) pairs; NaN where none was recorded."""
@@ -175,38 +89,75 @@ def _predicted(scene: Scene, forward: ForwardResult, nodes: np.ndarray, steps: n
     return scene.yx[nodes] + (beta * steps)[:, None] * forward.velocity[nodes]
 
 
-def _gap_candidates(
-    scene: Scene, forward: ForwardResult, ends: np.ndarray, starts: np.ndarray, use_appearance: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gap-closing candidates: end ``ends[r]`` at frame t to ``starts[c]`` at t + g, g in 1 .. max_gap + 1.
+def gap_pairs(
+    scene: Scene, forward: ForwardResult, ends: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join candidates: end ``ends[r]`` at frame t and start ``starts[c]`` at t + g, g in 1 .. max_gap + 1.
+
+    A start is a candidate within ``motion.reach * sqrt(g)`` of the end's predicted position.
 
     Returns
     -------
     rows, cols : numpy.ndarray of int, shape (P,)
         Positions in ``ends`` and ``starts``.
-    costs : numpy.ndarray, shape (P,)
-        Link cost over the gap plus ``gaps.penalty`` gates per missed frame.
+    steps : numpy.ndarray of int, shape (P,)
+        Frames from end to start.
+    squared : numpy.ndarray, shape (P,)
+        Squared distance (px**2) from the end's predicted position to the start.
     """
     config = scene.config
     reach = float(config.motion.reach)
-    rows, cols, costs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-    if len(ends) == 0 or len(starts) == 0:
-        return rows[0], cols[0], costs[0]
-    start_yx, start_frame = scene.yx[starts], scene.frame[starts]
-    for steps in range(1, config.gaps.max_gap + 2):
-        predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
-        r, c = _same_frame_pairs(
-            start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
-        )
-        if len(r) == 0:
-            continue
-        squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
-        response = _lookup_response(forward, ends[r], starts[c]) if use_appearance else None
-        cost = scene.link_cost(ends[r], starts[c], squared, steps, response)
-        rows.append(r)
-        cols.append(c)
-        costs.append(cost + config.gaps.penalty * scene.gate * (steps - 1))
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(costs)
+    parts: list[tuple[np.ndarray, ...]] = []
+    if len(ends) and len(starts):
+        start_yx, start_frame = scene.yx[starts], scene.frame[starts]
+        for steps in range(1, config.gaps.max_gap + 2):
+            predicted = _predicted(scene, forward, ends, np.full(len(ends), float(steps)))
+            r, c = _same_frame_pairs(
+                start_yx, start_frame, predicted, scene.frame[ends] + steps, reach * np.sqrt(steps)
+            )
+            squared = np.sum((scene.yx[starts[c]] - predicted[r]) ** 2, axis=1)
+            parts.append((r, c, np.full(len(r), steps, np.int64), squared))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty.copy(), empty.copy(), np.zeros(0)
+    rows, cols, steps_all, squared_all = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return rows, cols, steps_all, squared_all
+
+
+def _gap_candidates(
+    scene: Scene,
+    state: LinkState,
+    forward: ForwardResult,
+    ends: np.ndarray,
+    starts: np.ndarray,
+    use_appearance: bool,
+    model: EventClassifier | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join candidates (:func:`gap_pairs`), their log-odds and their cost before the log-odds.
+
+    A join costs ending a segment plus starting one in the interior (plus the appearance term where a filter
+    response was recorded) minus ``gaps.weight`` times its log-odds (:mod:`celltrack.link.joins`).
+
+    Returns
+    -------
+    rows, cols : numpy.ndarray of int, shape (P,)
+        Positions in ``ends`` and ``starts``.
+    apart : numpy.ndarray, shape (P,)
+        Interior end plus start cost (plus the appearance term).
+    logit : numpy.ndarray, shape (P,)
+        Join log-odds under the classifier's training rate of joins.
+    """
+    rows, cols, steps, squared = gap_pairs(scene, forward, ends, starts)
+    if len(rows) == 0:
+        return rows, cols, np.zeros(0), np.zeros(0)
+    end, start = ends[rows], starts[cols]
+    logit = join_logit(scene, state, end, start, steps, squared, model)
+    # Ending a segment and starting one in the interior cost one gate. Near the border, where tracks end and
+    # start cheaply (cells leave and enter there), a join therefore needs that much more evidence.
+    apart = np.full(len(rows), scene.gate)
+    if use_appearance:
+        apart = apart + scene.appearance_cost(_lookup_response(forward, end, start))
+    return rows, cols, apart, logit
 
 
 @dataclass(frozen=True)
@@ -231,13 +182,16 @@ class _Reroutes:
 
 def _reroute_candidates(
     scene: Scene,
+    state: LinkState,
     forward: ForwardResult,
+    models: EventModels,
     ends: np.ndarray,
     starts: np.ndarray,
     nodes: np.ndarray,
     successors: np.ndarray,
     start_cols: np.ndarray,
     use_appearance: bool,
+    join_shift: float,
 ) -> _Reroutes:
     """The alternative to each division hypothesis (node -> successor, + start) that an ended track offers.
 
@@ -253,13 +207,18 @@ def _reroute_candidates(
         Each hypothesis' node and its one successor (next frame).
     start_cols : numpy.ndarray of int, shape (H,)
         Its candidate start, as a position in ``starts``.
+    join_shift : float
+        Log-odds added to every join (the movie's rate of joins against the training rate).
 
     Returns
     -------
     _Reroutes
     """
     targets, target_of = np.unique(successors, return_inverse=True)
-    end_rows, target_cols, gap_cost = _gap_candidates(scene, forward, ends, targets, use_appearance)
+    end_rows, target_cols, apart, logit = _gap_candidates(
+        scene, state, forward, ends, targets, use_appearance, models.join
+    )
+    gap_cost = apart - scene.config.gaps.weight * (logit + join_shift)
     if len(end_rows) == 0:
         return _Reroutes.none()
     order = np.argsort(target_cols, kind="stable")
@@ -274,7 +233,11 @@ def _reroute_candidates(
     squared = np.sum((scene.yx[targets_both] - np.r_[predicted, predicted]) ** 2, axis=1)
     response = _lookup_response(forward, sources, targets_both) if use_appearance else None
     link = scene.link_cost(sources, targets_both, squared, 1, response)
-    cost = gap_cost[gap] + link[: len(node)] - link[len(node) :]
+    # Like the division it competes with, a re-routing explains the start without a birth: it gets the same
+    # ``division.bias`` (which weighs daughters against births), so that between the two only the
+    # classifiers' evidence decides.
+    division = scene.config.division
+    cost = gap_cost[gap] + link[: len(node)] - link[len(node) :] - division.weight * division.bias
     return _Reroutes(end_rows[gap], start_cols[hypothesis], cost, node, old, new)
 
 
@@ -300,15 +263,22 @@ def _concatenated_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(start, np.int64), count) + offset
 
 
-def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, last_frame: int) -> int:
-    """Turn segment ends whose next frame holds two daughter-like starts into divisions."""
-    division = scene.config.division
+def ended_mother_hypotheses(scene: Scene, state: LinkState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Division hypotheses of ended tracks: an end with two new starts within reach in the next frame.
+
+    Returns
+    -------
+    mother, daughter_a, daughter_b : numpy.ndarray of int, shape (H,)
+        Node ids, every pair of each end's starts (ends in ascending order, then pairs in node order).
+    """
+    empty = np.zeros(0, np.int64)
     degree = state.out_degree()
+    last_frame = int(scene.frame.max()) if len(scene.frame) else 0
     ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
     starts = np.flatnonzero((state.predecessor < 0) & (scene.frame > scene.frame.min()))
     if len(ends) == 0 or len(starts) < 2:
-        return 0
-    max_distance = float(division.max_distance)
+        return empty, empty.copy(), empty.copy()
+    max_distance = float(scene.config.division.max_distance)
     # Every end's starts in the next frame within reach (ball query widened a hair, then the exact test),
     # each end's in ascending node order, then every pair of them: hypotheses (mother, daughter, daughter).
     end_index, start_index = _same_frame_pairs(
@@ -321,21 +291,56 @@ def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, la
     near = np.linalg.norm(scene.yx[starts[start_index]] - scene.yx[ends[end_index]], axis=1) <= max_distance
     end_index, start_index = end_index[near], start_index[near]
     first, second = _pairs_within_groups(end_index)
-    if len(first) == 0:
-        return 0
-    mother = ends[end_index[first]]
-    daughter_a, daughter_b = starts[start_index[first]], starts[start_index[second]]
-    reference = _reference_intensity(scene, state, mother)
-    cost = division_cost(scene, mother, daughter_a, daughter_b, reference)
-    # The mother would otherwise end and both daughters start; one daughter continuing the mother is
-    # what a division adds to the frame-to-frame picture, so it competes with a death and one birth.
-    alternative = scene.end_cost(_predicted(scene, forward, mother, np.ones(len(mother)))) + np.minimum(
-        scene.end_cost(scene.yx[daughter_a]), scene.end_cost(scene.yx[daughter_b])
+    return ends[end_index[first]], starts[start_index[first]], starts[start_index[second]]
+
+
+def split_hypotheses(
+    scene: Scene, state: LinkState, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Division hypotheses of continuing tracks: a node with one successor and a start beside it.
+
+    Parameters
+    ----------
+    starts : numpy.ndarray of int
+        Segment starts (node ids) that may be second daughters.
+
+    Returns
+    -------
+    nodes, successors : numpy.ndarray of int, shape (H,)
+        The mother and the daughter that already continues her track.
+    start_index : numpy.ndarray of int, shape (H,)
+        Positions in ``starts`` of the second daughters.
+    """
+    empty = np.zeros(0, np.int64)
+    single = np.flatnonzero(state.out_degree() == 1)
+    successor = state.first_successor[single]
+    consecutive = scene.frame[successor] == scene.frame[single] + 1
+    single, successor = single[consecutive], successor[consecutive]
+    if len(single) == 0 or len(starts) == 0:
+        return empty, empty.copy(), empty.copy()
+    r, c = _same_frame_pairs(
+        scene.yx[starts],
+        scene.frame[starts],
+        scene.yx[single],
+        scene.frame[single] + 1,
+        float(scene.config.division.max_distance),
     )
+    return single[r], successor[r], c
+
+
+def _mother_divisions(scene: Scene, state: LinkState, model: EventClassifier | None) -> int:
+    """Turn segment ends whose next frame holds two likely daughters (more likely than not) into divisions.
+
+    Hypotheses are taken most likely first; each node joins at most one division.
+    """
+    mother, daughter_a, daughter_b = ended_mother_hypotheses(scene, state)
+    if len(mother) == 0:
+        return 0
+    logit = division_logit(scene, state, mother, daughter_a, daughter_b, False, model)
     accepted = 0
     used: set[int] = set()
-    for h in np.argsort(cost - alternative, kind="stable").tolist():
-        if not cost[h] < alternative[h]:
+    for h in np.argsort(-logit, kind="stable").tolist():
+        if not logit[h] > 0:
             break
         nodes = (int(mother[h]), int(daughter_a[h]), int(daughter_b[h]))
         if used.intersection(nodes):
@@ -347,7 +352,9 @@ def _mother_divisions(scene: Scene, state: LinkState, forward: ForwardResult, la
     return accepted
 
 
-def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_appearance: bool) -> int:
+def _join_segments(
+    scene: Scene, state: LinkState, forward: ForwardResult, use_appearance: bool, models: EventModels
+) -> int:
     """One assignment of segment starts to gap-closing ends and division (split) points."""
     config = scene.config
     first_frame, last_frame = int(scene.frame.min()), int(scene.frame.max())
@@ -356,14 +363,20 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     ends = np.flatnonzero((degree == 0) & (scene.frame < last_frame))
     if len(starts) == 0:
         return 0
-    start_yx = scene.yx[starts]
-    start_frame = scene.frame[starts]
 
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     costs: list[np.ndarray] = []
     source_nodes: list[np.ndarray] = [ends]
-    gap_rows, gap_cols, gap_costs = _gap_candidates(scene, forward, ends, starts, use_appearance)
+    gap_rows, gap_cols, apart, logit = _gap_candidates(
+        scene, state, forward, ends, starts, use_appearance, models.join
+    )
+    # How often segments really continue across a gap differs by orders of magnitude between movies (none
+    # in a ground truth, a few percent of nuclei from a detector): the join rate is measured on this
+    # movie's own candidates.
+    join_shift, rate = (models.join or load_join_model()).rate_shift(logit)
+    gap_costs = apart - config.gaps.weight * (logit + join_shift)
+    logger.debug("join rate among %d candidates: %.4f", len(logit), rate)
     if len(gap_rows):
         rows.append(gap_rows)
         cols.append(gap_cols)
@@ -372,29 +385,19 @@ def _join_segments(scene: Scene, state: LinkState, forward: ForwardResult, use_a
     split_nodes = np.zeros(0, np.int64)
     reroute = _Reroutes.none()
     if config.division.enabled:
-        single = np.flatnonzero(degree == 1)
-        successor = state.first_successor[single]
-        consecutive = scene.frame[successor] == scene.frame[single] + 1
-        single, successor = single[consecutive], successor[consecutive]
-        if len(single):
-            r, c = _same_frame_pairs(
-                start_yx,
-                start_frame,
-                scene.yx[single],
-                scene.frame[single] + 1,
-                float(config.division.max_distance),
-            )
-            if len(r):
-                reference = _reference_intensity(scene, state, single[r])
-                cost = division_cost(scene, single[r], starts[c], successor[r], reference)
-                rows.append(len(ends) + r)
-                cols.append(c)
-                costs.append(cost)
-                split_nodes = single
-                if config.global_pass.reroute:
-                    reroute = _reroute_candidates(
-                        scene, forward, ends, starts, single[r], successor[r], c, use_appearance
-                    )
+        nodes, successors, c = split_hypotheses(scene, state, starts)
+        if len(nodes):
+            # One assignment row per dividing node (its hypotheses share it).
+            split_nodes, r = np.unique(nodes, return_inverse=True)
+            logit = division_logit(scene, state, nodes, successors, starts[c], True, models.division)
+            rows.append(len(ends) + r)
+            cols.append(c)
+            costs.append(division_cost(scene, logit, starts[c]))
+            if config.global_pass.reroute:
+                reroute = _reroute_candidates(
+                    scene, state, forward, models, ends, starts, nodes, successors, c, use_appearance,
+                    join_shift,
+                )
     if not rows:
         return 0
     source_nodes.append(split_nodes)
@@ -471,7 +474,9 @@ def _prune_short_branches(scene: Scene, state: LinkState, last_frame: int) -> in
     return cut
 
 
-def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> LinkState:
+def global_pass(
+    scene: Scene, forward: ForwardResult, use_appearance: bool, models: EventModels | None = None
+) -> LinkState:
     """Join the frame-to-frame segments into lineages.
 
     Parameters
@@ -481,6 +486,8 @@ def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> L
         Output of :func:`celltrack.link.forward.forward_pass`.
     use_appearance : bool
         Whether recorded filter responses enter the gap-closing cost.
+    models : EventModels, optional
+        The division and join classifiers; the shipped ones where omitted.
 
     Returns
     -------
@@ -492,8 +499,9 @@ def global_pass(scene: Scene, forward: ForwardResult, use_appearance: bool) -> L
     if n == 0 or not scene.config.global_pass.enabled:
         return state
     last_frame = int(scene.frame.max())
-    divisions = _mother_divisions(scene, state, forward, last_frame) if scene.config.division.enabled else 0
-    joined = _join_segments(scene, state, forward, use_appearance)
+    models = models if models is not None else EventModels()
+    divisions = _mother_divisions(scene, state, models.division) if scene.config.division.enabled else 0
+    joined = _join_segments(scene, state, forward, use_appearance, models)
     pruned = _prune_short_branches(scene, state, last_frame)
     logger.debug("global pass: %d mother divisions, %d joins, %d pruned", divisions, joined, pruned)
     return state

@@ -8,15 +8,14 @@ Two passes:
    intensity and correlation-filter appearance terms (one batched filter pass per frame over all
    (track, candidate) pairs), the latter three capped so that a nucleus entering mitosis is not dropped.
 2. :func:`~celltrack.link.global_pass.global_pass` joins the segments: divisions (a mother and two
-   daughters, scored by scale-free geometry and mitosis evidence), gap closing over up to
-   ``gaps.max_gap`` missing frames (with the filter responses recorded in pass 1), both as one LAP over
-   segment starts, and removal of short-lived false daughter branches.
+   daughters) and gap closing over up to ``gaps.max_gap`` missing frames, each judged by a small learned
+   classifier (:mod:`celltrack.link.divisions`, :mod:`celltrack.link.joins`) whose log-odds are costs on
+   the scale of births and deaths, all in one LAP over segment starts, and removal of short-lived false
+   daughter branches.
 
-Parameters measured from the detections (nucleus diameter, displacement scale, size and intensity noise,
-motion persistence) are resolved once per call; :meth:`Linker.resolve` returns them for the record.
-Measured on the CTC training data (HeLa 01, SIM+ 01) with ground-truth markers as detections: the
-appearance term decides crossings of unlike nuclei, while on HeLa and SIM+ most of the gain over a
-distance-only linker comes from the division model and the intensity cue.
+Parameters measured from the detections (nucleus diameter, spacing between neighbours, displacement
+scale, size and intensity noise, motion persistence) are resolved once per call; :meth:`Linker.resolve`
+returns them for the record, and docs/linking-defaults.md says how each is derived.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ from celltrack.link.appearance import TrackFilters, measure_intensity
 from celltrack.link.config import LinkerConfig
 from celltrack.link.costs import Scene
 from celltrack.link.forward import forward_pass
-from celltrack.link.global_pass import global_pass
+from celltrack.link.global_pass import EventModels, global_pass
+from celltrack.models.events import EventClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -95,13 +95,27 @@ class Linker:
         Parameters; ``"auto"`` fields are measured from the detections at each :meth:`link`.
     extractor : FeatureExtractor, optional
         Features of the correlation filters; ``RawExtractor`` on the linking device if omitted.
+    division_model : EventClassifier, optional
+        Division classifier (:mod:`celltrack.link.divisions`); the shipped one if omitted.
+    join_model : EventClassifier, optional
+        Gap-closing classifier (:mod:`celltrack.link.joins`); the shipped one if omitted.
     """
 
-    def __init__(self, config: LinkerConfig | None = None, extractor: FeatureExtractor | None = None) -> None:
+    def __init__(
+        self,
+        config: LinkerConfig | None = None,
+        extractor: FeatureExtractor | None = None,
+        division_model: EventClassifier | None = None,
+        join_model: EventClassifier | None = None,
+    ) -> None:
         if config is not None and not isinstance(config, LinkerConfig):
             raise TypeError(f"config must be a LinkerConfig, got {type(config).__name__}")
+        for name, model in (("division_model", division_model), ("join_model", join_model)):
+            if model is not None and not isinstance(model, EventClassifier):
+                raise TypeError(f"{name} must be an EventClassifier, got {type(model).__name__}")
         self.config = config if config is not None else LinkerConfig()
         self.extractor = extractor
+        self.models = EventModels(division_model, join_model)
 
     def resolve(self, detections: pd.DataFrame, frames: Sequence[np.ndarray] | None = None) -> LinkerConfig:
         """The effective configuration for these detections (``"auto"`` fields measured).
@@ -194,7 +208,7 @@ class Linker:
             )
         with torch.no_grad():
             forward = forward_pass(scene, frames, filters, progress)
-        state = global_pass(scene, forward, use_appearance=filters is not None)
+        state = global_pass(scene, forward, filters is not None, self.models)
         sources, targets = state.edges()
         graph = TrackGraph(nodes, pd.DataFrame({"source": sources, "target": targets}))
         logger.info(

@@ -60,8 +60,8 @@ class MitosisConfig(BaseModel):
     """RecogNet's cell-state head as a per-detection ``mitosis_score`` for the linker's division step.
 
     The score is the probability of the ``mitosis`` state for a crop around each detection; the linker's
-    division cost drops by ``linker.division.mitosis_bonus`` gates for full evidence (the larger of the
-    mother's score and the daughters' mean, or the intensity cue).
+    division log-odds rise by ``linker.division.mitosis_bonus`` for full evidence (the larger of the
+    mother's score and the daughters' mean).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -117,13 +117,14 @@ def _label_frames(
     images: ImageSequence,
     detections_source: ImageSequence | None,
     segmenter: MovieSegmenter | None,
-    store: Path,
+    store: Path | None,
     progress: Progress,
 ) -> pd.DataFrame:
-    """Segment (or read) every frame, keep its labels in ``store``, and measure its detections.
+    """Segment (or read) every frame, keep its labels in ``store`` (if given), and measure its detections.
 
     Own segmentations are corrected frame by frame (objects holding two nuclei of the previous frame are
-    cut, then grown to their half-maximum: :class:`MovieSegmenter`); given detections are kept as they are.
+    cut, then grown to their half-maximum: :class:`MovieSegmenter`); given detections are kept as they are
+    (and need no copy: the result masks are drawn from them again).
     """
     tables = []
     n = len(images)
@@ -136,8 +137,9 @@ def _label_frames(
         # checked, and a label split into pieces far apart keeps its largest one (with a warning)
         frames = (label_frame(detections_source, t) for t in ticks)
     for t, labels in enumerate(frames):
-        labels = labels.astype(np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
-        tifffile.imwrite(store / frame_name("labels", t, n), labels)
+        if store is not None:
+            dtype = np.uint32 if labels.max(initial=0) > np.iinfo(np.uint16).max else np.uint16
+            tifffile.imwrite(store / frame_name("labels", t, n), labels.astype(dtype))
         # the linker measures intensity itself, over the central part of each nucleus
         tables.append(measure_detections(labels, t))
     return (
@@ -204,6 +206,8 @@ def run_tracking(
         detections = open_sequence(detections)
     if detections is not None:
         check_detections_match(images, detections)
+        # read twice (detections, then the result masks): decoded once
+        detections = detections.cached(config.frame_cache_mb << 20)
     timer = StageTimer()
     torch_device = resolve_device(device)
     method, segmenter = "given", None
@@ -215,7 +219,8 @@ def run_tracking(
         store = tmp / ".labels"
         store.mkdir()
         with timer.stage("segmentation" if detections is None else "detections"):
-            table = _label_frames(images, detections, segmenter, store, progress)
+            kept = store if detections is None else None
+            table = _label_frames(images, detections, segmenter, kept, progress)
         models = model_checksums(config.segmentation, method)
         if config.mitosis.enabled and len(table) and "mitosis_score" not in table.columns:
             with timer.stage("mitosis"):
@@ -235,6 +240,8 @@ def run_tracking(
             n = len(images)
 
             def labels_of(t: int) -> np.ndarray:
+                if detections is not None:
+                    return _given_labels(detections, t)
                 return tifffile.imread(store / frame_name("labels", t, n))
 
             frames = render_result_masks(graph, images.frame_shape, n, labels_of, config.marker_radius)

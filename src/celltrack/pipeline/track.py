@@ -19,7 +19,7 @@ import tifffile
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from celltrack.graph import TrackGraph, measure_detections
+from celltrack.graph import TrackGraph, drop_far_pieces, measure_detections
 from celltrack.io import (
     ImageSequence,
     atomic_output_dir,
@@ -241,7 +241,8 @@ def run_tracking(
 
             def labels_of(t: int) -> np.ndarray:
                 if detections is not None:
-                    return _given_labels(detections, t)
+                    # checked, and warned about, when first read; far pieces dropped as then
+                    return drop_far_pieces(detections[t])[0]
                 return tifffile.imread(store / frame_name("labels", t, n))
 
             frames = render_result_masks(graph, images.frame_shape, n, labels_of, config.marker_radius)

@@ -71,8 +71,8 @@ def every_command(tmp_path_factory, drawn_texts):
             "--dashboard-address", ":0",
         ],
         "train": [
-            "train", "segnet", "--data", str(movie), "--out", str(root / "segnet"), "--epochs", "1",
-            "--steps-per-epoch", "1", "--members", "1",
+            "train", "segnet", "--data", str(movie), "--out", str(root / "segnet"), "--steps", "2",
+            "--batch-size", "2",
         ],
         "show-filters": [
             "show-filters", str(root / "segnet"), str(root / "cf"), "--out", str(root / "f.png"),

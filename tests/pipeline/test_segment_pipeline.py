@@ -48,10 +48,14 @@ def test_test_time_augmentation_reaches_the_segnet_segmenter(monkeypatch) -> Non
         return original(config, model)
 
     monkeypatch.setattr(segnet_module, "SegNetSegmenter", recording)
-    default = SegmentationConfig(method="segnet", nucleus_diameter=None)
-    assert default.test_time_augmentation == SegNetSegmenterConfig().test_time_augmentation
-    build_segmenter(default)
-    build_segmenter(default.model_copy(update={"test_time_augmentation": "flip"}))
+    study = SegmentationConfig(method="segnet", model="study", nucleus_diameter=None)
+    assert study.test_time_augmentation == SegNetSegmenterConfig().test_time_augmentation
+    build_segmenter(study)
+    build_segmenter(study.model_copy(update={"test_time_augmentation": "flip"}))
     assert seen == [SegNetSegmenterConfig().test_time_augmentation, "flip"]
+    # The default model has no flip averaging: asking for it is an error, not a silent no-op.
+    with pytest.raises(ValueError, match="study model only"):
+        build_segmenter(SegmentationConfig(method="segnet", nucleus_diameter=None,
+                                           test_time_augmentation="flip"))
     with pytest.raises(ValidationError, match="'none', 'flip', 'flips' or 'd4'"):
         SegmentationConfig.model_validate({"test_time_augmentation": "rot90"})

@@ -51,6 +51,8 @@ def test_train_segnet_cli_writes_a_loadable_model(movie_dir, tmp_path):
         [
             "train",
             "segnet",
+            "--architecture",
+            "study",
             "--data",
             str(movie_dir / "01"),
             "--out",
@@ -74,6 +76,23 @@ def test_train_segnet_cli_writes_a_loadable_model(movie_dir, tmp_path):
     probabilities = model.predict_frame(np.zeros((33, 47), np.uint16))
     assert probabilities.shape == (3, 33, 47)
     assert main(["train", "segnet", "--data", str(movie_dir / "01"), "--out", str(out)]) == 2  # exists
+
+
+def test_train_default_segnet_cli_writes_a_loadable_model_and_resumes(movie_dir, tmp_path):
+    from celltrack.models.panoptic import PanopticSegNet
+
+    out = tmp_path / "panoptic"
+    args = ["train", "segnet", "--data", str(movie_dir / "01"), "--out", str(out), "--steps", "4",
+            "--steps-per-epoch", "2", "--batch-size", "2", "-q"]
+    assert main(args) == 0
+    model = PanopticSegNet.load(out)
+    provenance = model.training_info["data"]
+    assert provenance["sources"] == {"movie/01": 4}
+    assert provenance["command"].startswith("celltrack train segnet --data")
+    assert (tmp_path / "panoptic.checkpoint" / "checkpoint.pt").is_file()
+    # The finished run resumes to its end at once; the options that only the study network has are refused.
+    assert main([*args, "--overwrite", "--resume"]) == 0
+    assert main([*args, "--overwrite", "--epochs", "3"]) == 2
 
 
 def test_train_recognet_cli_writes_a_loadable_model(movie_dir, tmp_path):

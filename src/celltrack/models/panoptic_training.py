@@ -482,7 +482,9 @@ class PanopticSegNetTrainer:
             "n_validation_images": len(validation),
             "source_share": {s: round(p, 4) for s, p in sampler.source_share.items()},
             "images_per_source": {s: len(v) for s, v in sampler._by_source.items()},
-            "history": [h.__dict__ for h in self.history],
+            # JSON has no NaN: a run without validation images logs no validation loss.
+            "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                         for k, v in h.__dict__.items()} for h in self.history],
             "data": dict(provenance or {}),
             "torch_version": torch.__version__,
             "torch_threads": torch.get_num_threads(),

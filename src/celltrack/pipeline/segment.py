@@ -16,7 +16,7 @@ from celltrack.io import ImageSequence, atomic_output_dir, frame_name, open_sequ
 from celltrack.io.provenance import RECORD_NAME, StageTimer, dumps_record, run_record, sequence_fingerprint
 from celltrack.models.panoptic import DiameterEstimate, PanopticSegNet
 from celltrack.models.segnet import TestTimeAugmentation
-from celltrack.segment import ExtentConfig, drop_insignificant_objects, grow_to_half_maximum
+from celltrack.segment import drop_insignificant_objects
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 from celltrack.segment.merges import MergeSplitConfig, MergeSplitter
 from celltrack.segment.segnet import SegNetSegmenterConfig
@@ -74,11 +74,6 @@ class SegmentationConfig(BaseModel):
     merge_split: MergeSplitConfig = Field(
         default_factory=MergeSplitConfig,
         description="Cut objects that hold two nuclei of the previous frame (frames are segmented in order).",
-    )
-    grow: ExtentConfig = Field(
-        default_factory=ExtentConfig,
-        description="After the merge split, SegNet objects grow over adjacent pixels above their local "
-        "half-maximum between background and interior (lengths at the model's scale).",
     )
 
 
@@ -145,19 +140,16 @@ def build_segmenter(
 
 
 class MovieSegmenter:
-    """A movie's frames in order → labels: segmenter, temporal merge split, growth to the half-maximum.
+    """A movie's frames in order → labels: the per-frame segmenter, then the temporal merge split.
 
     Parameters
     ----------
     segment : callable
         ``segment(frame (Y, X)) -> labels (Y, X)`` for one frame.
     config : SegmentationConfig
-        ``merge_split`` and ``grow`` are used here.
+        ``merge_split`` is used here.
     method : str
         Name of the method behind ``segment`` (recorded in ``celltrack.json``).
-    pixel_scale : float or None
-        Frame pixels per SegNet model pixel, for the growth step's lengths; None skips growth (classic
-        masks come from an intensity threshold already).
     nucleus_diameter : float, optional
         Nucleus diameter the segmenter works with (px; recorded in ``celltrack.json``).
     diameter_estimate : DiameterEstimate, optional
@@ -169,14 +161,12 @@ class MovieSegmenter:
         segment: Callable[[np.ndarray], np.ndarray],
         config: SegmentationConfig,
         method: str = "segnet",
-        pixel_scale: float | None = 1.0,
         nucleus_diameter: float | None = None,
         diameter_estimate: DiameterEstimate | None = None,
     ) -> None:
         self.segment = segment
         self.config = config
         self.method = method
-        self.pixel_scale = pixel_scale
         self.nucleus_diameter = nucleus_diameter
         self.diameter_estimate = diameter_estimate
         self.splitter = MergeSplitter(config.merge_split)
@@ -187,7 +177,7 @@ class MovieSegmenter:
     ) -> MovieSegmenter:
         """The segmenter a config asks for (see :func:`build_segmenter`)."""
         built = _per_frame_segmenter(config, device, sample)
-        return cls(built.segment, config, built.method, built.pixel_scale, built.diameter, built.estimate)
+        return cls(built.segment, config, built.method, built.diameter, built.estimate)
 
     def record(self) -> dict[str, Any]:
         """What the run record says about the segmenter: method, diameter and how it was measured."""
@@ -197,7 +187,7 @@ class MovieSegmenter:
         return out
 
     def label_frames(self, images: ImageSequence | np.ndarray, frames: Iterable[int]) -> Iterator[np.ndarray]:
-        """Labels of ``frames`` (consecutive, in order), each after the merge split and growth.
+        """Labels of ``frames`` (consecutive, in order), each after the merge split.
 
         Parameters
         ----------
@@ -209,25 +199,15 @@ class MovieSegmenter:
         ------
         numpy.ndarray, shape (Y, X)
         """
-        read: list[np.ndarray] = []
-
-        def segmented() -> Iterator[np.ndarray]:
-            for t in frames:
-                read.append(np.asarray(images[t]))
-                yield self.segment(read[-1])
-
-        grow = self.config.grow.enabled and self.pixel_scale is not None
-        # split_movie yields each frame as soon as it has read it: one image waits at a time.
-        for labels in self.splitter.split_movie(segmented()):
-            image = read.pop(0)
-            yield grow_to_half_maximum(labels, image, self.config.grow, self.pixel_scale) if grow else labels
+        segmented = (self.segment(np.asarray(images[t])) for t in frames)
+        # split_movie yields each frame as soon as it has read it: one frame's labels wait at a time.
+        yield from self.splitter.split_movie(segmented)
 
 
 @dataclass
 class _Built:
     method: str
     segment: Callable[[np.ndarray], np.ndarray]
-    pixel_scale: float | None  # None: no growth step (classic)
     diameter: float | None
     estimate: DiameterEstimate | None = None
 
@@ -263,7 +243,7 @@ def _per_frame_segmenter(config: SegmentationConfig, device: str, movie: Movie |
         if config.nucleus_diameter is not None:
             classic = classic.model_copy(update={"nucleus_diameter": config.nucleus_diameter})
         segment = _significant_only(ClassicSegmenter(classic).segment, config)
-        return _Built("classic", segment, None, config.nucleus_diameter, estimate)  # type: ignore[arg-type]
+        return _Built("classic", segment, config.nucleus_diameter, estimate)  # type: ignore[arg-type]
     segmenter = SegNetSegmenter(
         SegNetSegmenterConfig(
             nucleus_diameter=config.nucleus_diameter,
@@ -273,7 +253,7 @@ def _per_frame_segmenter(config: SegmentationConfig, device: str, movie: Movie |
         model=model,
     )
     segment = _significant_only(segmenter.segment, config)
-    return _Built("segnet", segment, segmenter.pixel_scale, config.nucleus_diameter, estimate)  # type: ignore[arg-type]
+    return _Built("segnet", segment, config.nucleus_diameter, estimate)  # type: ignore[arg-type]
 
 
 def _as_frames(movie: Movie) -> Any:

@@ -123,7 +123,7 @@ def _label_frames(
     """Segment (or read) every frame, keep its labels in ``store`` (if given), and measure its detections.
 
     Own segmentations are corrected frame by frame (objects holding two nuclei of the previous frame are
-    cut, then grown to their half-maximum: :class:`MovieSegmenter`); given detections are kept as they are
+    cut apart: :class:`MovieSegmenter`); given detections are kept as they are
     (and need no copy: the result masks are drawn from them again).
     """
     tables = []

@@ -3,7 +3,6 @@ object-level clean-up (noise blobs, merged nuclei)."""
 
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter, segment_classic
 from celltrack.segment.contrast import drop_insignificant_objects, object_significance
-from celltrack.segment.extent import ExtentConfig, grow_to_half_maximum
 from celltrack.segment.instances import (
     DistanceInstancesConfig,
     InstancesConfig,
@@ -17,7 +16,6 @@ __all__ = [
     "ClassicConfig",
     "ClassicSegmenter",
     "DistanceInstancesConfig",
-    "ExtentConfig",
     "InstancesConfig",
     "MergeSplitConfig",
     "MergeSplitter",
@@ -25,7 +23,6 @@ __all__ = [
     "SegNetSegmenterConfig",
     "distance_to_instances",
     "drop_insignificant_objects",
-    "grow_to_half_maximum",
     "object_significance",
     "probabilities_to_instances",
     "segment_classic",

@@ -22,8 +22,6 @@ import logging
 import numpy as np
 from skimage.segmentation import expand_labels
 
-from celltrack.segment.extent import _label_medians
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["drop_insignificant_objects", "object_significance"]
@@ -122,3 +120,22 @@ def drop_insignificant_objects(
     lookup = np.zeros(len(z), labels.dtype)
     lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=labels.dtype)
     return lookup[labels]
+
+
+def _label_medians(values: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Median of ``values`` over each label 1..n_labels (index 0 unused); NaN for empty labels."""
+    medians = np.full(n_labels + 1, np.nan)
+    inside = labels > 0
+    if not inside.any():
+        return medians
+    keys = labels[inside]
+    data = values[inside]
+    order = np.lexsort((data, keys))
+    keys, data = keys[order], data[order]
+    counts = np.bincount(keys, minlength=n_labels + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    present = np.flatnonzero(counts)
+    low = starts[present] + (counts[present] - 1) // 2
+    high = starts[present] + counts[present] // 2
+    medians[present] = 0.5 * (data[low].astype(np.float64) + data[high])
+    return medians

@@ -3,7 +3,7 @@
 With the default model (:class:`~celltrack.models.panoptic.PanopticSegNet`) instances come from a watershed
 seeded at the maxima of the predicted inner distance (:func:`~celltrack.segment.distance_to_instances`);
 with the study model (:class:`~celltrack.models.SegNet`) from its class probabilities
-(:func:`~celltrack.segment.probabilities_to_instances`), optionally grown to the image's local half-maximum.
+(:func:`~celltrack.segment.probabilities_to_instances`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from celltrack.models.panoptic import PanopticSegNet
 from celltrack.models.registry import SegmentationModel, load_segmentation_model
 from celltrack.models.segnet import SegNet, TestTimeAugmentation
-from celltrack.segment.extent import ExtentConfig, grow_to_half_maximum
 from celltrack.segment.instances import (
     DistanceInstancesConfig,
     InstancesConfig,
@@ -63,13 +62,6 @@ class SegNetSegmenterConfig(BaseModel):
     distance_instances: DistanceInstancesConfig = Field(
         default_factory=DistanceInstancesConfig,
         description="Instances from the inner distance (default model).",
-    )
-    # Off here: run before the temporal merge split it fills the waist of merged nuclei and the split misses
-    # some; the pipeline grows objects after the split instead (SegmentationConfig.grow).
-    extent: ExtentConfig | None = Field(
-        None,
-        description="Grow each object over adjacent pixels above its local half-maximum between background "
-        "and interior (grow_to_half_maximum); None = off.",
     )
 
 
@@ -159,10 +151,7 @@ class SegNetSegmenter:
         cfg = self.config
         if isinstance(self.model, PanopticSegNet):
             return distance_to_instances(self.maps(image), cfg.distance_instances, self.pixel_scale)
-        labels = probabilities_to_instances(self.probabilities(image), cfg.instances, self.pixel_scale)
-        if cfg.extent is not None:
-            labels = grow_to_half_maximum(labels, image, cfg.extent, self.pixel_scale)
-        return labels
+        return probabilities_to_instances(self.probabilities(image), cfg.instances, self.pixel_scale)
 
     @property
     def pixel_scale(self) -> float:

@@ -143,26 +143,17 @@ def _frame_with_neighbours(extra: np.ndarray) -> np.ndarray:
     return frame
 
 
-def test_touching_fragments_of_one_nucleus_are_joined_again() -> None:
+def test_fragments_and_daughters_are_left_as_segmented() -> None:
+    # The correction only cuts merges: pieces of one over-split nucleus and a division's daughters stay as
+    # the segmenter gave them (a rejoin of touching pieces was measured and deleted: it cost SIM+ 01 more
+    # complete tracks than it gained on HeLa 01).
     previous = _frame_with_neighbours(discs((120, 120), [(40, 40)], 10))
     halves = discs((120, 120), [(40, 40)], 10)
     halves[:, 40:][halves[:, 40:] > 0] = 2  # over-split now, the halves touch
     current = _frame_with_neighbours(halves)
-    joined = MergeSplitter().rejoin(previous, current)
-    assert joined[40, 35] == joined[40, 45] == 1
-    assert np.array_equal(joined > 0, current > 0)
-    assert list(MergeSplitter().split_movie([previous, current]))[1][40, 45] == 1
-    assert MergeSplitter(MergeSplitConfig(rejoin_fragments=False)).rejoin(previous, current) is current
-
-
-def test_separated_daughters_and_a_merged_pair_coming_apart_are_left_alone() -> None:
-    mother = _frame_with_neighbours(discs((120, 120), [(40, 40)], 10))
-    daughters = _frame_with_neighbours(discs((120, 120), [(40, 30), (40, 52)], 7))  # apart: a division
-    assert MergeSplitter().rejoin(mother, daughters) is daughters
-    # Two nuclei that were one (merged) object, twice a nucleus's size, and now touch as two objects.
-    merged = _frame_with_neighbours((discs((120, 120), [(40, 30), (40, 50)], 10) > 0).astype(np.uint16))
-    pair = _frame_with_neighbours(discs((120, 120), [(40, 30), (40, 50)], 10))
-    assert MergeSplitter().rejoin(merged, pair) is pair
+    assert list(MergeSplitter().split_movie([previous, current]))[1] is current
+    daughters = _frame_with_neighbours(discs((120, 120), [(40, 30), (40, 52)], 7))
+    assert list(MergeSplitter().split_movie([previous, daughters]))[1] is daughters
 
 
 def test_a_nucleus_that_moved_far_counts_as_held_where_its_old_centre_lies() -> None:

@@ -14,8 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Segment every frame with SegNet (the shipped model unless --model is given) or the "
         "classic no-model method (smoothing, log-Otsu threshold, distance-transform watershed). Objects not "
         "significantly brighter than their surroundings are dropped; frames are then corrected in order "
-        "against the previous one (merged nuclei cut apart, touching pieces of one nucleus joined again) "
-        "and SegNet objects are grown to their local half-maximum.",
+        "against the previous one (merged nuclei cut apart).",
         epilog=example("celltrack segment data/Fluo-N2DL-HeLa/01 --out 01_SEG --method segnet"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--no-merge-split",
         action="store_true",
         help="no temporal correction (default: an object holding two nuclei of the previous frame is cut "
-        "between them, and touching pieces of one previous nucleus are joined again)",
+        "between them)",
     )
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     add_common_options(parser)

@@ -1,4 +1,4 @@
-"""Split objects that merge two nuclei of the previous frame, join fragments of one (temporal corrections).
+"""Split objects that merge two nuclei of the previous frame (a temporal correction).
 
 Touching nuclei are the commonest segmentation error, and they break tracks: one of the two nuclei has no
 detection while they touch. The previous frame, already corrected, tells which objects hold two nuclei: an
@@ -15,12 +15,9 @@ convex object (one nucleus the previous frame over-split into fragments) by the 
 were one object two frames back (a division the segmenter showed a frame early) are left joined, so the
 division is not brought forward.
 
-The opposite error gets the opposite correction (:meth:`MergeSplitter.rejoin`, run by
-:meth:`MergeSplitter.split_movie` after the split): touching objects that lie mostly inside one previous
-object of a single nucleus's size, and together are not much larger than it, are joined again (one
-nucleus over-split, or daughters that have not yet come apart: the CTC ground truth marks daughters once
-they have separated). End to end this raised the complete-track score CT on HeLa 01 from 0.52 to 0.56 and
-on SIM+ 01 from 0.54 to 0.65.
+Objects are never joined: a former rejoin of touching pieces of one previous nucleus (over-split nuclei,
+daughters not yet apart) helped the study's SegNet, but on top of the default model it cost SIM+ 01 0.06 of
+CT and 0.10 of BC(0) for 0.007 of CT on HeLa 01, and was deleted (docs/benchmarks.md).
 About 3 ms per 700 x 1100 HeLa frame.
 """
 
@@ -67,14 +64,8 @@ class MergeSplitConfig(BaseModel):
         two frames back (each overlapping mostly its own object there; a small or newborn nucleus pressed
         against a neighbour), provided the object is larger than one nucleus (more than
         ``max_single_ratio`` times the previous frame's median object). Needs ``whole_fraction``.
-    rejoin_fragments : bool
-        The opposite correction (in :meth:`MergeSplitter.split_movie`): touching objects that lie mostly
-        inside one previous object, a single nucleus by size (at most ``max_single_ratio`` times the
-        previous frame's median object), and together are at most ``max_fragments_ratio`` times its area,
-        are joined again: one nucleus over-split, or daughters not yet apart (the CTC ground truth of
-        HeLa and SIM+ marks daughters once they have separated).
-    max_single_ratio, max_fragments_ratio : float
-        See ``rejoin_fragments`` (``max_single_ratio`` also for ``cut_apart_nuclei``).
+    max_single_ratio : float
+        See ``cut_apart_nuclei``.
     cut : {"power", "distance"}
         Where an object without a neck (cut because its nuclei are whole or were apart) is cut; an object
         that narrows is always cut at its neck by the seeded watershed on its distance transform. ``"power"``:
@@ -96,9 +87,7 @@ class MergeSplitConfig(BaseModel):
     max_neck_ratio: float = Field(0.95, gt=0)
     whole_fraction: float | None = Field(0.6, gt=0)
     cut_apart_nuclei: bool = True
-    rejoin_fragments: bool = True
     max_single_ratio: float = Field(1.5, gt=0)
-    max_fragments_ratio: float = Field(1.5, gt=0)
     cut: Literal["power", "distance"] = "power"
 
 
@@ -244,52 +233,9 @@ class MergeSplitter:
         before = previous = None
         for labels in frames:
             if previous is not None:
-                labels = self.rejoin(previous, self.split(previous, labels, before))
+                labels = self.split(previous, labels, before)
             before, previous = previous, labels
             yield labels
-
-    def rejoin(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """``current`` with touching fragments of one previous nucleus joined again (``rejoin_fragments``).
-
-        Parameters
-        ----------
-        previous, current : numpy.ndarray of int, shape (Y, X)
-            Label images of consecutive frames; ``previous`` should already be corrected.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``current`` itself when nothing is joined, else a copy where each joined group takes its
-            smallest label.
-        """
-        previous, current = _check_pair(previous, current)
-        config = self.config
-        if not (config.enabled and config.rejoin_fragments) or not previous.any() or not current.any():
-            return current
-        cur, prev, counts, previous_area, current_area = _overlaps(previous, current)
-        inside = counts >= 0.5 * current_area[cur]
-        cur, prev = cur[inside], prev[inside]
-        single = config.max_single_ratio * float(np.median(previous_area[1:][previous_area[1:] > 0]))
-        out = current
-        joined = 0
-        boxes = ndi.find_objects(previous)
-        nuclei, n_pieces = np.unique(prev, return_counts=True)
-        for nucleus in nuclei[n_pieces >= 2].tolist():
-            pieces = cur[prev == nucleus]
-            if previous_area[nucleus] > single:
-                continue
-            if current_area[pieces].sum() > config.max_fragments_ratio * previous_area[nucleus]:
-                continue
-            box = _grown_box(boxes[nucleus - 1], current.shape, current_area[pieces].sum())
-            mask = np.isin(current[box], pieces)
-            if ndi.label(mask, structure=np.ones((3, 3), bool))[1] != 1:
-                continue  # apart already: a division (or two nuclei), not fragments
-            if out is current:
-                out = current.copy()
-            out[box][mask] = int(pieces.min())
-            joined += 1
-        logger.debug("joined %d over-split objects", joined)
-        return out
 
 
 def split_merged_nuclei(
@@ -379,15 +325,6 @@ def _overlaps(
     keys, counts = np.unique(pairs, return_counts=True)
     cur, prev = np.divmod(keys, len(previous_area))
     return cur, prev, counts, previous_area, current_area
-
-
-def _grown_box(box: tuple[slice, slice], shape: tuple[int, ...], area: float) -> tuple[slice, slice]:
-    """``box`` grown on every side by the radius of a disc of ``area`` (pieces may stick out of it)."""
-    margin = int(np.ceil(np.sqrt(area / np.pi))) + 1
-    return tuple(
-        slice(max(0, axis.start - margin), min(size, axis.stop + margin))
-        for axis, size in zip(box, shape, strict=True)
-    )  # type: ignore[return-value]
 
 
 def _owners(before: np.ndarray, previous: np.ndarray, nuclei: list[int]) -> list[int | None]:

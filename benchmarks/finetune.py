@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--test-split", default="test")
     parser.add_argument("--shots", type=int, nargs="+", default=[5])
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the trainer's for --init")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", default=None, help="folder to keep the fine-tuned models in")
@@ -75,11 +76,13 @@ def main() -> None:
             out = Path(tmp) / f"tuned{shots}"
             start = time.perf_counter()
             code = celltrack(["train", "segnet", "--data", str(folder), "--init", args.base, "--steps",
-                              str(args.steps), "--seed", str(args.seed), "--out", str(out), "-q"])
+                              str(args.steps), "--seed", str(args.seed), "--out", str(out), "-q",
+                              *(["--learning-rate", str(args.learning_rate)] if args.learning_rate else [])])
             if code != 0:
                 raise SystemExit(code)
             seconds = time.perf_counter() - start
-            rows.append({"model": f"fine-tuned on {shots} images ({args.steps} steps)", "images": shots,
+            lr = f", lr {args.learning_rate:g}" if args.learning_rate else ""
+            rows.append({"model": f"fine-tuned on {shots} images ({args.steps} steps{lr})", "images": shots,
                          **score(out, test), "train s": round(seconds, 1)})
             print(rows[-1], flush=True)
             if args.keep:

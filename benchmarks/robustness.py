@@ -6,10 +6,11 @@ range, 8-bit data, strong chromatin texture, blur, fast bleaching, elongated nuc
 The pipeline runs with its defaults (everything ``auto``) and the CTC metrics are computed against the
 generator's ground truth. Nothing here is tuned per row: a drop shows where the defaults do not carry over.
 
-    python benchmarks/robustness.py [--cases low-snr dense ...] [--threads 2] [--seed 11] [--tta none]
+    python benchmarks/robustness.py [--cases low-snr dense ...] [--threads 2] [--seed 11]
+        [--set segmentation.min_significance=0 segmentation.model='"study"' ...]
 
-``--tta`` sets the SegNet test-time augmentation (``[segmentation] test_time_augmentation``; default: as
-shipped).
+``--set KEY=VALUE`` overrides one configuration key (dotted, as in the TOML file; VALUE in TOML syntax), to
+compare a variant with the defaults on the same movies.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ import torch
 
 from celltrack.io import write_ctc_dataset
 from celltrack.metrics import evaluate
-from celltrack.models.segnet import TEST_TIME_AUGMENTATIONS
-from celltrack.pipeline.track import TrackingConfig, run_tracking
+from celltrack.pipeline.track import TrackingConfig, load_config, run_tracking
 from celltrack.synthetic import generate_movie
 
 #: Short name (``--cases``) -> (row title, generator overrides). "8-bit" and "uneven illumination" are made
@@ -82,13 +82,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
-        "--tta", choices=TEST_TIME_AUGMENTATIONS, default=None,
-        help="SegNet test-time augmentation (default: as shipped)",
+        "--set", nargs="+", default=[], metavar="KEY=VALUE",
+        help="configuration overrides, e.g. segmentation.min_significance=0 (VALUE in TOML syntax)",
     )
     args = parser.parse_args()
-    config = None
-    if args.tta is not None:
-        config = TrackingConfig.model_validate({"segmentation": {"test_time_augmentation": args.tta}})
+    import tomllib
+
+    overrides = []
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides.append((key, tomllib.loads(f"v = {value}")["v"]))
+    config = load_config(None, overrides)
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,9 @@ diameter as a user's run does (the default model's size head on the image, or 5 
 movie; the classic segmenter's median object for the others); ``true d`` rows are given the true diameter.
 
 For the movies, ``+ temporal`` rows add what ``celltrack segment``/``track`` run after the per-frame step
-(noise-blob significance filter, merge split and rejoin, growth to the half-maximum) one at a time, to measure
-whether each still earns its place on top of the model.
+(noise-blob significance filter, merge split) one at a time, to measure whether each still earns its place on
+top of the model (growth to the half-maximum and the rejoin of a nucleus's pieces were measured this way and
+with `celltrack track` end to end, and deleted: docs/benchmarks.md).
 
     python benchmarks/segmentation.py [--data ../shared/data] [--threads 2] [--model default]
         [--loso-model DIR] [--methods default study classic] [--max-images N] [--end-to-end]
@@ -51,7 +52,7 @@ from celltrack.pipeline.segment import (
     estimate_diameter,
     measure_diameter,
 )
-from celltrack.segment import ExtentConfig, MergeSplitConfig, drop_insignificant_objects
+from celltrack.segment import MergeSplitConfig, drop_insignificant_objects
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
 
@@ -145,13 +146,12 @@ class Method:
             value = estimate_diameter(frames[len(frames) // 2])
         return float(value) if value is not None and np.isfinite(value) else None
 
-    def segmenter(self, diameter: float | None) -> tuple[Segment, float | None]:
-        """Per-frame function and the pixel scale of the growth step (None: no growth)."""
+    def segmenter(self, diameter: float | None) -> Segment:
+        """Per-frame function at ``diameter``."""
         if self.model is None:
             classic = ClassicConfig(nucleus_diameter=diameter) if diameter else ClassicConfig()
-            return ClassicSegmenter(classic).segment, None
-        segmenter = SegNetSegmenter(SegNetSegmenterConfig(nucleus_diameter=diameter), self.model)
-        return segmenter.segment, segmenter.pixel_scale
+            return ClassicSegmenter(classic).segment
+        return SegNetSegmenter(SegNetSegmenterConfig(nucleus_diameter=diameter), self.model).segment
 
 
 def significant(segment: Segment, diameter: float | None) -> Segment:
@@ -165,13 +165,11 @@ def significant(segment: Segment, diameter: float | None) -> Segment:
     return run
 
 
-def temporal(masks: list[np.ndarray], images, frames: list[int], pixel_scale: float | None,
-             merge: bool, grow: bool) -> list[np.ndarray]:
-    """The pipeline's temporal steps on consecutive frames' masks: merge split/rejoin and/or growth."""
-    config = SegmentationConfig(merge_split=MergeSplitConfig(enabled=merge), grow=ExtentConfig(enabled=grow))
+def temporal(masks: list[np.ndarray], images, frames: list[int]) -> list[np.ndarray]:
+    """The pipeline's merge split on consecutive frames' masks."""
+    config = SegmentationConfig(merge_split=MergeSplitConfig())
     given = iter(masks)
-    movie = MovieSegmenter(lambda _: next(given), config, pixel_scale=pixel_scale if grow else None)
-    return list(movie.label_frames(images, frames))
+    return list(MovieSegmenter(lambda _: next(given), config).label_frames(images, frames))
 
 
 def timed(segment: Segment, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
@@ -194,7 +192,7 @@ def still_rows(set_name: str, images: list[AnnotatedImage], methods: list[Method
                 frame = np.asarray(item.image)
                 truth_d = item.diameter if np.isfinite(item.diameter) else _median_diameter(item.mask)
                 diameter = truth_d if scale == "true d" else method.diameter([frame])
-                segment, _ = method.segmenter(diameter)
+                segment = method.segmenter(diameter)
                 start = time.perf_counter()
                 labels = segment(frame)
                 seconds += time.perf_counter() - start
@@ -222,7 +220,7 @@ def movie_rows(set_name: str, seq_dir: Path, frames: list[int], methods: list[Me
     for method in methods:
         for scale in scales if isinstance(method.model, PanopticSegNet) else ["auto"]:
             diameter = truth_d if scale == "true d" else method.diameter(spread)
-            segment, pixel_scale = method.segmenter(diameter)
+            segment = method.segmenter(diameter)
             masks, s_per_mp = timed(segment, frame_list)
             used = diameter or float("nan")
             label = f"{method.name} ({scale})"
@@ -233,10 +231,8 @@ def movie_rows(set_name: str, seq_dir: Path, frames: list[int], methods: list[Me
                             for m, f in zip(masks, frame_list, strict=True)]
                 variants += [
                     (f"{label} + significance", filtered),
-                    (f"{label} + merge split", temporal(masks, images, frames, pixel_scale, True, False)),
-                    (f"{label} + growth", temporal(masks, images, frames, pixel_scale, False, True)),
-                    (f"{label} + all (previous pipeline)",
-                     temporal(filtered, images, frames, pixel_scale, True, True)),
+                    (f"{label} + merge split", temporal(masks, images, frames)),
+                    (f"{label} + all (the pipeline)", temporal(filtered, images, frames)),
                 ]
             for name, variant in variants:
                 scores = movie_scores(variant, seq_dir, frames)

@@ -94,3 +94,14 @@ def test_every_readme_command_runs_or_parses(tmp_path, monkeypatch, capsys):
     assert tracked <= set(ran)
     assert any(c.startswith("celltrack report movie_RES") for c in ran)
     assert sum("trackmate-xml" in c for c in ran) == 2 and parsed
+
+
+def test_the_readme_configuration_loads(tmp_path):
+    from celltrack.pipeline.track import load_config
+
+    blocks = re.findall(r"^```toml\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.M | re.S)
+    assert blocks, "the README shows a configuration file"
+    for block in blocks:
+        path = tmp_path / "config.toml"
+        path.write_text(block, encoding="utf-8")
+        load_config(path)  # unknown keys and wrong values raise

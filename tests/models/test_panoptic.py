@@ -140,6 +140,13 @@ def test_fine_tuning_from_init_lowers_the_loss_on_new_data(images):
         after = float(panoptic_loss(tuned(fixed["image"]), fixed, config)[0])
     assert after < before
     assert tuned.training_info["fine_tuned"] is True
+    # Batch-norm statistics stay those of the model fine-tuning starts from (a few images would pull them).
+    start = {k: v for k, v in pretrained.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    assert start and all(torch.equal(tuned.state_dict()[k], v) for k, v in start.items())
+    drifting = PanopticSegNetTrainer(config.model_copy(update={"freeze_norm_statistics": False})).fit(
+        new, init=pretrained
+    )
+    assert not all(torch.equal(drifting.state_dict()[k], v) for k, v in start.items())
 
 
 def test_resumed_run_equals_an_uninterrupted_one(images, tmp_path):

@@ -92,6 +92,11 @@ class PanopticTrainingConfig(TrainingRunSettings):
     steps: int = Field(20000, ge=1, description="Optimiser steps of the run.")
     warmup_steps: int = Field(300, ge=0, description="Linear learning-rate warm-up.")
     learning_rate: float = Field(2e-3, gt=0)
+    freeze_norm_statistics: bool = Field(
+        True,
+        description="When fine-tuning (an init model), batch-norm layers keep the running statistics of the "
+        "model they start from instead of drifting to those of a few new images.",
+    )
     min_lr_fraction: float = Field(0.02, ge=0, le=1, description="Final learning rate (× learning_rate).")
     weight_decay: float = Field(1e-4, ge=0)
     boundary_width: int = Field(1, ge=1, le=4, description="Boundary band inside each nucleus (px).")
@@ -446,6 +451,10 @@ class PanopticSegNetTrainer:
             try:
                 while step < cfg.steps:
                     model.train()
+                    if init is not None and cfg.freeze_norm_statistics:
+                        for module in model.modules():
+                            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                                module.eval()
                     batch = {k: v.to(device) for k, v in sampler.batch(rng, cfg.batch_size).items()}
                     outputs = model(batch["image"])
                     loss, _ = panoptic_loss(outputs, batch, cfg)

@@ -45,6 +45,7 @@ from celltrack.models.training import (
     TrainingRunSettings,
     _deterministic_algorithms,
     augment_intensity,
+    check_image_and_mask,
     dim_objects,
 )
 
@@ -547,16 +548,7 @@ def _save_checkpoint(
 def _check_image(index: int, item: AnnotatedImage) -> AnnotatedImage:
     if not isinstance(item, AnnotatedImage):
         raise TypeError(f"image {index}: expected an AnnotatedImage, got {type(item).__name__}")
-    image, mask = np.asarray(item.image), np.asarray(item.mask)
-    where = item.name or f"image {index}"
-    if image.ndim != 2 or mask.shape != image.shape:
-        raise ValueError(
-            f"{where}: image {image.shape} and mask {mask.shape} must be 2-D arrays of the same shape"
-        )
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise TypeError(f"{where}: the mask must hold integer labels, got {mask.dtype}")
-    if mask.size and mask.min() < 0:
-        raise ValueError(f"{where}: the mask has negative labels")
+    check_image_and_mask(item.name or f"image {index}", item.image, item.mask)
     return item
 
 

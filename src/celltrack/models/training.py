@@ -830,15 +830,28 @@ def _check_pair(index: int, pair: Pair) -> Pair:
         image, mask = pair
     except (TypeError, ValueError) as exc:
         raise ValueError(f"pair {index} must be an (image, mask) tuple") from exc
+    return check_image_and_mask(f"pair {index}", image, mask)
+
+
+def check_image_and_mask(where: str, image: np.ndarray, mask: np.ndarray) -> Pair:
+    """``(image, mask as int32)`` after checking a training pair; errors start with ``where``.
+
+    Raises
+    ------
+    ValueError
+        Not two 2-D arrays of one shape, or negative labels.
+    TypeError
+        A mask that does not hold integers.
+    """
     image, mask = np.asarray(image), np.asarray(mask)
     if image.ndim != 2 or mask.shape != image.shape:
         raise ValueError(
-            f"pair {index}: image {image.shape} and mask {mask.shape} must be 2-D arrays of the same shape"
+            f"{where}: image {image.shape} and mask {mask.shape} must be 2-D arrays of the same shape"
         )
     if not np.issubdtype(mask.dtype, np.integer):
-        raise TypeError(f"pair {index}: the mask must hold integer labels, got dtype {mask.dtype}")
+        raise TypeError(f"{where}: the mask must hold integer labels, got dtype {mask.dtype}")
     if mask.size and mask.min() < 0:
-        raise ValueError(f"pair {index}: the mask has negative labels; use 0 for background, 1..K for nuclei")
+        raise ValueError(f"{where}: the mask has negative labels; use 0 for background, 1..K for nuclei")
     return image, mask.astype(np.int32, copy=False)
 
 

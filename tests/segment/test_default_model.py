@@ -62,8 +62,9 @@ def test_rescaled_movie_gives_the_same_objects(textured):
             # them moves by a pixel with the interpolation): at seed threshold 0.4, 0.88-0.96 F1.
             agreement = segmentation_counts(got, ref)
             assert agreement.f1 > 0.85, (factor, agreement)
-            # Whole nuclei, not their bright spots: the objects match the truth one to one.
-            assert segmentation_counts(got, truth.astype(np.int32)).f1 > 0.85, factor
+            # Whole nuclei, not their bright spots (those would match under half of the truth): the objects
+            # match the truth about as well as at 1x, where F1 is 0.85-0.90 on this crowded movie.
+            assert segmentation_counts(got, truth.astype(np.int32)).f1 > 0.8, factor
 
 
 def touching_pairs(truth):

@@ -447,7 +447,8 @@ class PanopticSegNet(nn.Module):
         tolerance : float
             Largest relative spread of the per-frame estimates still called stable.
         start : float, optional
-            First guess (px); default: the model's diameter (frames taken as they are).
+            First guess (px) for the first frame; default: the model's diameter (frames taken as they are).
+            Each later frame starts from the median of the frames before it.
 
         Returns
         -------
@@ -459,7 +460,9 @@ class PanopticSegNet(nn.Module):
         per_frame, notes, n_nuclei = [], [], 0
         for k, frame in enumerate(frames):
             frame = np.asarray(frame)
-            guess = float(start) if start else model_d
+            # Later frames start where the earlier ones settled: one pass each when the movie agrees.
+            earlier = [v for v in per_frame if math.isfinite(v)]
+            guess = float(np.median(earlier)) if earlier else float(start) if start else model_d
             value = float("nan")
             settled = False
             for _ in range(max(1, iterations)):

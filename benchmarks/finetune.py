@@ -2,14 +2,14 @@
 
 A model that never saw a source (by default the leave-one-source-out model trained without S-BSST265) is
 fine-tuned on ``--shots`` annotated training images of one *kind* of that source (the manifest columns named
-by ``--kind``, e.g. preparation and magnification: the situation of a user who annotates a few frames of
-their own movies) with ``celltrack train segnet --init MODEL --steps N`` (the command a user runs). Base and
-fine-tuned models are scored (SEG, DET, F1 at IoU 0.5; automatic diameter, as a user's run) on the test
-images of the same kind, and on all other test images (what the narrower model forgets). Every kind with at
-least ``--shots`` training images and one test image is a row:
+by ``--kind``, by default preparation, magnification and modality: the situation of a user who annotates a
+few frames of their own movies) with ``celltrack train segnet --init MODEL --steps N`` (the command a user
+runs). Base and fine-tuned models are scored (SEG, DET, F1 at IoU 0.5; automatic diameter, as a user's run)
+on the test images of the same kind, and on all other test images (what the narrower model forgets). Every
+kind with at least ``--shots`` training images and one test image is a row:
 
     python benchmarks/finetune.py --base /path/to/segnet_loso_bsst [--shots 5] [--steps 600] [--seed 0]
-        [--kind preparation magnification]
+        [--kind preparation magnification modality]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
     )
     parser.add_argument("--base", required=True, help="model folder that never saw the source")
     parser.add_argument("--source", default=str(DEFAULT_DATA / "nuclei-seg" / "S-BSST265"))
-    parser.add_argument("--kind", nargs="+", default=["preparation", "magnification"],
+    parser.add_argument("--kind", nargs="+", default=["preparation", "magnification", "modality"],
                         help="manifest columns that define a kind of image")
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--test-split", default="test")

@@ -5,8 +5,9 @@ import pytest
 
 from celltrack.cli.main import main
 from celltrack.io import write_ctc_dataset
+from celltrack.io.annotations import merge_gold_into_silver
 from celltrack.models import SegNet
-from celltrack.pipeline.train import merge_gold_into_silver, segmentation_pairs
+from celltrack.pipeline.train import segmentation_pairs
 from celltrack.synthetic import generate_movie
 
 

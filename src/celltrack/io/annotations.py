@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from celltrack.io.ctc import find_ground_truth, read_gt
-from celltrack.io.sequence import dataset_sequences, open_sequence
+from celltrack.io.sequence import ImageSequence, dataset_sequences, open_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -146,28 +146,49 @@ def read_ctc_annotations(
         Source name; defaults to ``DATASET/NN``.
     """
     seq_dir = Path(seq_dir)
+    images, masks = ctc_seg_frames(seq_dir)
+    source = source or f"{seq_dir.parent.name}/{seq_dir.name}"
+    wanted = set(frames) if frames is not None else None
+    out = [
+        AnnotatedImage(np.asarray(images[t]), masks[t](), source, f"{source}/t{t:03d}")
+        for t in sorted(masks)
+        if t >= hold_out_frames and (wanted is None or t in wanted)
+    ]
+    if not out:
+        raise ValueError(f"{seq_dir}: every SEG frame is held out; lower --hold-out-frames")
+    return out
+
+
+def ctc_seg_frames(seq_dir: str | Path) -> tuple[ImageSequence, dict[int, Callable[[], np.ndarray]]]:
+    """A CTC sequence's frames and, for every frame with SEG truth, a function that reads its mask.
+
+    Masks are the silver truth (``NN_ST/SEG``) with the gold truth (``NN_GT/SEG``, often partial) pasted over
+    it (:func:`merge_gold_into_silver`), as int32 labels; read only when called.
+
+    Raises
+    ------
+    ValueError
+        No SEG mask beside the sequence.
+    """
+    seq_dir = Path(seq_dir)
     images = open_sequence(seq_dir)
     truth = find_ground_truth(seq_dir)
     gold = read_gt(truth["GT"]).seg if "GT" in truth else {}
     silver = read_gt(truth["ST"]).seg if "ST" in truth else {}
-    available = sorted(set(gold) | set(silver))
-    if not available:
+    if not gold and not silver:
         raise ValueError(
             f"{seq_dir}: no SEG masks in {seq_dir.name}_GT/SEG or {seq_dir.name}_ST/SEG to train on"
         )
-    source = source or f"{seq_dir.parent.name}/{seq_dir.name}"
-    wanted = set(frames) if frames is not None else None
-    out = []
-    for t in available:
-        if t < hold_out_frames or (wanted is not None and t not in wanted):
-            continue
-        gold_mask = _read_tiff(gold[t]) if t in gold else None
-        mask = merge_gold_into_silver(_read_tiff(silver[t]), gold_mask) if t in silver else gold_mask
-        out.append(AnnotatedImage(np.asarray(images[t]), mask.astype(np.int32, copy=False), source,
-                                  f"{source}/t{t:03d}"))
-    if not out:
-        raise ValueError(f"{seq_dir}: every SEG frame is held out; lower --hold-out-frames")
-    return out
+
+    def reader(t: int) -> Callable[[], np.ndarray]:
+        def read() -> np.ndarray:
+            gold_mask = _read_tiff(gold[t]) if t in gold else None
+            mask = merge_gold_into_silver(_read_tiff(silver[t]), gold_mask) if t in silver else gold_mask
+            return mask.astype(np.int32, copy=False)
+
+        return read
+
+    return images, {t: reader(t) for t in sorted(set(gold) | set(silver))}
 
 
 def merge_gold_into_silver(silver: np.ndarray, gold: np.ndarray | None) -> np.ndarray:

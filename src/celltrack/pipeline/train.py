@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 
-from celltrack.io import find_ground_truth, open_sequence, read_gt
-from celltrack.io.annotations import merge_gold_into_silver
+from celltrack.io.annotations import ctc_seg_frames
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +45,15 @@ def segmentation_pairs(seq_dirs: Sequence[str | Path], hold_out_frames: int = 0)
     data = SegmentationData()
     for seq_dir in seq_dirs:
         seq_dir = Path(seq_dir)
-        images = open_sequence(seq_dir)
-        truth = find_ground_truth(seq_dir)
-        gold = read_gt(truth["GT"]).seg if "GT" in truth else {}
-        silver = read_gt(truth["ST"]).seg if "ST" in truth else {}
-        frames = sorted(set(gold) | set(silver))
-        if not frames:
-            raise ValueError(
-                f"{seq_dir}: no SEG masks in {seq_dir.name}_GT/SEG or {seq_dir.name}_ST/SEG to train on"
-            )
+        images, masks = ctc_seg_frames(seq_dir)
         name = f"{seq_dir.parent.name}/{seq_dir.name}"
-        data.held_out[name] = [t for t in frames if t < hold_out_frames]
+        data.held_out[name] = [t for t in masks if t < hold_out_frames]
         diameters = []
         first = len(data.pairs)
-        for t in frames:
+        for t, read_mask in masks.items():
             if t < hold_out_frames:
                 continue
-            gold_mask = tifffile.imread(gold[t]) if t in gold else None
-            mask = merge_gold_into_silver(tifffile.imread(silver[t]), gold_mask) if t in silver else gold_mask
+            mask = read_mask()
             data.pairs.append((images[t], mask))
             data.names.append(f"{name}/t{t:03d}")
             diameters.append(estimate_nucleus_diameter(mask))

@@ -46,6 +46,7 @@ from celltrack.metrics import evaluate
 from celltrack.metrics.segmentation import SegmentationCounts, segmentation_counts
 from celltrack.models.panoptic import PanopticSegNet
 from celltrack.models.registry import load_segmentation_model
+from celltrack.models.training import estimate_nucleus_diameter
 from celltrack.pipeline.segment import (
     MovieSegmenter,
     SegmentationConfig,
@@ -190,7 +191,9 @@ def still_rows(set_name: str, images: list[AnnotatedImage], methods: list[Method
             counts, ratios, seconds, pixels = SegmentationCounts(), [], 0.0, 0
             for item in images:
                 frame = np.asarray(item.image)
-                truth_d = item.diameter if np.isfinite(item.diameter) else _median_diameter(item.mask)
+                truth_d = item.diameter
+                if not np.isfinite(truth_d):
+                    truth_d = estimate_nucleus_diameter(item.mask)
                 diameter = truth_d if scale == "true d" else method.diameter([frame])
                 segment = method.segmenter(diameter)
                 start = time.perf_counter()
@@ -241,12 +244,6 @@ def movie_rows(set_name: str, seq_dir: Path, frames: list[int], methods: list[Me
                                                                               < math.log(1.25)), s_per_mp))
                 print(_line(rows[-1]), flush=True)
     return rows
-
-
-def _median_diameter(mask: np.ndarray) -> float:
-    areas = np.bincount(np.asarray(mask).ravel())[1:]
-    areas = areas[areas > 0]
-    return float(np.median(np.sqrt(4 * areas / math.pi))) if areas.size else float("nan")
 
 
 def _row(data: str, method: str, n: int, seg, det, f1, ratio, ok, s_per_mp) -> dict:

@@ -109,23 +109,37 @@ def read_image_folder(
                 f"{image_path}: no label image labels/{name}.tif beside it; add its labels or remove the "
                 "image"
             )
-        image = _read_tiff(image_path)
-        mask = _read_tiff(label_path)
-        if image.ndim == 3 and image.shape[-1] in (3, 4):
-            image = image[..., :3].mean(axis=-1)  # RGB renderings of grey images
-        if image.ndim != 2 or mask.shape != image.shape:
-            raise ValueError(
-                f"{label_path}: labels {mask.shape} do not match image {image.shape}; both must be 2-D and "
-                "the same size"
-            )
-        if not np.issubdtype(mask.dtype, np.integer):
-            raise ValueError(f"{label_path}: labels must be integers (0 = background), got {mask.dtype}")
+        image, mask = read_labelled_image(image_path, label_path)
         diameter = _float(row.get("median_diameter_px"))
-        out.append(AnnotatedImage(image, mask.astype(np.int32, copy=False), source, f"{source}/{name}",
-                                  diameter, split))
+        out.append(AnnotatedImage(image, mask, source, f"{source}/{name}", diameter, split))
     if not out:
         raise ValueError(f"{path}: every image is in an excluded split ({', '.join(sorted(excluded))})")
     return out
+
+
+def read_labelled_image(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A grey image and its instance labels, checked: ``(image (Y, X), labels (Y, X) int32)``.
+
+    RGB(A) renderings of grey images are averaged over their colour channels.
+
+    Raises
+    ------
+    ValueError
+        An unreadable file, shapes that differ or are not 2-D, labels that are not integers (one line naming
+        the file).
+    """
+    image = _read_tiff(image_path)
+    mask = _read_tiff(label_path)
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        image = image[..., :3].mean(axis=-1)
+    if image.ndim != 2 or mask.shape != image.shape:
+        raise ValueError(
+            f"{label_path}: labels {mask.shape} do not match image {image.shape}; both must be 2-D and "
+            "the same size"
+        )
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"{label_path}: labels must be integers (0 = background), got {mask.dtype}")
+    return image, mask.astype(np.int32, copy=False)
 
 
 def read_ctc_annotations(

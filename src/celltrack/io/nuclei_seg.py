@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tifffile
+
+from celltrack.io.annotations import read_labelled_image
 
 __all__ = ["LabelledImage", "iter_labelled_images", "nuclei_seg_sources"]
 
@@ -33,7 +34,7 @@ class LabelledImage:
         Image name in its manifest.
     image : numpy.ndarray, shape (Y, X)
         Grey image as stored (colour images are averaged over their channels).
-    labels : numpy.ndarray, shape (Y, X)
+    labels : numpy.ndarray, shape (Y, X), int32
         Instance labels, 0 = background.
     median_diameter : float
         Median nucleus diameter (px) from the manifest.
@@ -80,13 +81,10 @@ def _read_manifest(source: Path) -> pd.DataFrame:
     return table
 
 
-def _read_tif(path: Path, what: str) -> np.ndarray:
+def _existing(path: Path, what: str) -> Path:
     if not path.is_file():
         raise ValueError(f"{path}: {what} listed in the manifest is missing")
-    try:
-        return tifffile.imread(path)
-    except (OSError, ValueError, tifffile.TiffFileError) as err:
-        raise ValueError(f"{path}: cannot read the {what} ({err})") from err
+    return path
 
 
 def iter_labelled_images(roots: str | Path | Sequence[str | Path]) -> Iterator[LabelledImage]:
@@ -109,15 +107,10 @@ def iter_labelled_images(roots: str | Path | Sequence[str | Path]) -> Iterator[L
     for root in [roots] if isinstance(roots, str | Path) else roots:
         for source in nuclei_seg_sources(root):
             for row in _read_manifest(source).itertuples(index=False):
-                image = _read_tif(source / "images" / f"{row.name}.tif", "image")
-                labels = _read_tif(source / "labels" / f"{row.name}.tif", "label image")
-                if image.ndim == 3 and image.shape[:2] == labels.shape:
-                    image = image.mean(axis=2)
-                if image.shape != labels.shape:
-                    raise ValueError(
-                        f"{source / 'images' / row.name}.tif is {image.shape} but its labels are "
-                        f"{labels.shape}"
-                    )
+                image, labels = read_labelled_image(
+                    _existing(source / "images" / f"{row.name}.tif", "image"),
+                    _existing(source / "labels" / f"{row.name}.tif", "label image"),
+                )
                 diameter = float(row.median_diameter_px)
                 if not np.isfinite(diameter) or diameter <= 0:
                     raise ValueError(f"{source / MANIFEST}: {row.name} has no positive median_diameter_px")

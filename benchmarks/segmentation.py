@@ -52,8 +52,9 @@ from celltrack.pipeline.segment import (
     SegmentationConfig,
     estimate_diameter,
     measure_diameter,
+    significance_filter,
 )
-from celltrack.segment import MergeSplitConfig, drop_insignificant_objects
+from celltrack.segment import MergeSplitConfig
 from celltrack.segment.classic import ClassicConfig, ClassicSegmenter
 from celltrack.segment.segnet import SegNetSegmenter, SegNetSegmenterConfig
 
@@ -155,17 +156,6 @@ class Method:
         return SegNetSegmenter(SegNetSegmenterConfig(nucleus_diameter=diameter), self.model).segment
 
 
-def significant(segment: Segment, diameter: float | None) -> Segment:
-    """``segment`` followed by the noise-blob significance filter, as the pipeline runs it."""
-    ring = max(3, round(diameter)) if diameter else None
-    threshold = SegmentationConfig().min_significance
-
-    def run(frame: np.ndarray) -> np.ndarray:
-        return drop_insignificant_objects(segment(frame), frame, threshold, ring)
-
-    return run
-
-
 def temporal(masks: list[np.ndarray], images, frames: list[int]) -> list[np.ndarray]:
     """The pipeline's merge split on consecutive frames' masks."""
     config = SegmentationConfig(merge_split=MergeSplitConfig())
@@ -229,9 +219,8 @@ def movie_rows(set_name: str, seq_dir: Path, frames: list[int], methods: list[Me
             label = f"{method.name} ({scale})"
             variants = [(label, masks)]
             if temporal_variants and method.model is not None:
-                filtered = [drop_insignificant_objects(m, f, SegmentationConfig().min_significance,
-                                                       max(3, round(diameter)) if diameter else None)
-                            for m, f in zip(masks, frame_list, strict=True)]
+                drop = significance_filter(SegmentationConfig(nucleus_diameter=diameter))
+                filtered = [drop(m, f) for m, f in zip(masks, frame_list, strict=True)]
                 variants += [
                     (f"{label} + significance", filtered),
                     (f"{label} + merge split", temporal(masks, images, frames)),

@@ -263,17 +263,32 @@ def _as_frames(movie: Movie) -> Any:
     return movie
 
 
-def _significant_only(
-    segment: Callable[[np.ndarray], np.ndarray], config: SegmentationConfig
-) -> Callable[[np.ndarray], np.ndarray]:
-    """``segment`` followed by :func:`celltrack.segment.drop_insignificant_objects` (when switched on)."""
+def significance_filter(config: SegmentationConfig) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``filter(labels, frame) -> labels`` as the pipeline drops noise blobs, or None when switched off.
+
+    The background ring is a nucleus diameter wide when the config gives one (at least 3 px).
+    """
     if config.min_significance == 0:
-        return segment
+        return None
     diameter = config.nucleus_diameter if isinstance(config.nucleus_diameter, float | int) else None
     ring_width = max(3, round(diameter)) if diameter else None
 
+    def drop(labels: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        return drop_insignificant_objects(labels, frame, config.min_significance, ring_width)
+
+    return drop
+
+
+def _significant_only(
+    segment: Callable[[np.ndarray], np.ndarray], config: SegmentationConfig
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``segment`` followed by :func:`significance_filter` (when switched on)."""
+    drop = significance_filter(config)
+    if drop is None:
+        return segment
+
     def segment_significant(frame: np.ndarray) -> np.ndarray:
-        return drop_insignificant_objects(segment(frame), frame, config.min_significance, ring_width)
+        return drop(segment(frame), frame)
 
     return segment_significant
 
